@@ -1,0 +1,279 @@
+// Package blockenc implements the block encoding of bundle payloads: cutting
+// a payload into blocks, hashing, deduplicating and compressing them, and the
+// reverse, where every block is checked against its hash before it is handed
+// on.
+package blockenc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"hash/crc64"
+	"io"
+	"sync"
+
+	"crypto/sha256"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+	"github.com/ulikunitz/xz/lzma"
+)
+
+// Compress compresses one block as a complete, independent stream: an .xz
+// stream with a CRC64 check (what liblzma's easy encoder writes) or a zstd
+// frame with the content size and checksum.
+func Compress(kind string, level int, data []byte) ([]byte, error) {
+	switch kind {
+	case "xz":
+		return compressXZ(level, data)
+	case "zstd":
+		return zstdEncoder(level).EncodeAll(data, make([]byte, 0, len(data)/2+64)), nil
+	}
+	return nil, fmt.Errorf("unknown compression %q", kind)
+}
+
+// xzDict are liblzma's dictionary sizes for presets 0-9.
+var xzDict = [10]int{256 << 10, 1 << 20, 2 << 20, 4 << 20, 4 << 20, 8 << 20, 8 << 20, 16 << 20, 32 << 20, 64 << 20}
+
+func compressXZ(level int, data []byte) ([]byte, error) {
+	// A dictionary larger than the block buys nothing and costs the decoder
+	// memory: cap it at the block size (xz needs at least 4 KiB).
+	dict := xzDict[level]
+	if n := max(len(data), 4096); n < dict {
+		dict = n
+	}
+	cfg := xz.WriterConfig{DictCap: dict, CheckSum: xz.CRC64, Matcher: lzma.HashTable4}
+	if level >= 7 {
+		cfg.Matcher = lzma.BinaryTree
+	}
+	var buf bytes.Buffer
+	buf.Grow(len(data)/2 + 64)
+	w, err := cfg.NewWriter(&buf)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.Write(data); err != nil {
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+var (
+	zstdMu   sync.Mutex
+	zstdEncs = map[int]*zstd.Encoder{}
+	zstdDec  *zstd.Decoder
+	zstdOnce sync.Once
+)
+
+// zstdEncoder returns a shared encoder; EncodeAll is safe for concurrent use.
+func zstdEncoder(level int) *zstd.Encoder {
+	zstdMu.Lock()
+	defer zstdMu.Unlock()
+	if e, ok := zstdEncs[level]; ok {
+		return e
+	}
+	e, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),
+		zstd.WithEncoderCRC(true), zstd.WithEncoderConcurrency(1), zstd.WithZeroFrames(true))
+	if err != nil {
+		panic(err) // options are constant
+	}
+	zstdEncs[level] = e
+	return e
+}
+
+// ErrTooLarge means a compressed block decodes to more than allowed.
+var ErrTooLarge = errors.New("decompresses to more than the largest block")
+
+// Decompress decodes one stored block, refusing to produce more than limit
+// bytes, so that a hostile block cannot exhaust memory.
+func Decompress(kind string, src []byte, limit int, dst []byte) ([]byte, error) {
+	switch kind {
+	case "xz":
+		return decompressXZ(src, limit, dst)
+	case "zstd":
+		zstdOnce.Do(func() {
+			var err error
+			zstdDec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxWindow(16<<20), zstd.WithDecoderMaxMemory(64<<20))
+			if err != nil {
+				panic(err)
+			}
+		})
+		out, err := zstdDec.DecodeAll(src, dst[:0])
+		if err != nil {
+			return nil, fmt.Errorf("zstd: %w", err)
+		}
+		if len(out) > limit {
+			return nil, ErrTooLarge
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unknown compression %q", kind)
+}
+
+var (
+	xzMagic   = []byte{0xfd, '7', 'z', 'X', 'Z', 0}
+	crc64Tab  = crc64.MakeTable(crc64.ECMA)
+	errFormat = errors.New("xz: malformed stream")
+)
+
+// decompressXZ decodes a single .xz stream. It parses the container itself so
+// that the LZMA2 dictionary is sized by the block limit, not by what the
+// stream header asks for (liblzma's preset 6 asks for 8 MiB, which would be
+// allocated for every 64 KiB block), and so that a hostile header cannot make
+// us allocate gigabytes.
+func decompressXZ(src []byte, limit int, dst []byte) ([]byte, error) {
+	if len(src) < 24 || !bytes.Equal(src[:6], xzMagic) {
+		return nil, fmt.Errorf("%w: bad magic", errFormat)
+	}
+	flags := src[6:8]
+	if flags[0] != 0 || flags[1]&0xf0 != 0 || crc32.ChecksumIEEE(flags) != binary.LittleEndian.Uint32(src[8:12]) {
+		return nil, fmt.Errorf("%w: bad stream header", errFormat)
+	}
+	check := flags[1]
+	var checkSize int
+	switch check {
+	case 0x00:
+	case 0x01:
+		checkSize = 4
+	case 0x04:
+		checkSize = 8
+	case 0x0a:
+		checkSize = 32
+	default:
+		return nil, fmt.Errorf("xz: unsupported check type %#x", check)
+	}
+	out := dst[:0]
+	p := src[12:]
+	for {
+		if len(p) == 0 {
+			return nil, fmt.Errorf("%w: truncated", errFormat)
+		}
+		if p[0] == 0 { // index indicator: no more blocks
+			break
+		}
+		hsize := (int(p[0]) + 1) * 4
+		if len(p) < hsize {
+			return nil, fmt.Errorf("%w: truncated block header", errFormat)
+		}
+		hdr := p[:hsize]
+		if crc32.ChecksumIEEE(hdr[:hsize-4]) != binary.LittleEndian.Uint32(hdr[hsize-4:]) {
+			return nil, fmt.Errorf("%w: block header checksum", errFormat)
+		}
+		bflags := hdr[1]
+		if bflags&0x3c != 0 || bflags&0x03 != 0 {
+			return nil, fmt.Errorf("xz: only single-filter LZMA2 blocks are supported")
+		}
+		q := hdr[2 : hsize-4]
+		var err error
+		if bflags&0x40 != 0 {
+			if _, q, err = xzVarint(q); err != nil {
+				return nil, err
+			}
+		}
+		if bflags&0x80 != 0 {
+			if _, q, err = xzVarint(q); err != nil {
+				return nil, err
+			}
+		}
+		var id, psize uint64
+		if id, q, err = xzVarint(q); err != nil {
+			return nil, err
+		}
+		if psize, q, err = xzVarint(q); err != nil {
+			return nil, err
+		}
+		if id != 0x21 || psize != 1 || len(q) < 1 || q[0] > 40 {
+			return nil, fmt.Errorf("xz: only LZMA2 is supported")
+		}
+		for _, c := range q[1:] {
+			if c != 0 {
+				return nil, fmt.Errorf("%w: block header padding", errFormat)
+			}
+		}
+		p = p[hsize:]
+		br := bytes.NewReader(p)
+		r, err := lzma.Reader2Config{DictCap: max(limit, lzma.MinDictCap)}.NewReader2(br)
+		if err != nil {
+			return nil, fmt.Errorf("xz: %w", err)
+		}
+		start := len(out)
+		out, err = readAllLimit(r, out, limit-start)
+		if err != nil {
+			return nil, err
+		}
+		consumed := len(p) - br.Len()
+		p = p[consumed:]
+		for consumed%4 != 0 {
+			if len(p) == 0 || p[0] != 0 {
+				return nil, fmt.Errorf("%w: block padding", errFormat)
+			}
+			p = p[1:]
+			consumed++
+		}
+		if len(p) < checkSize {
+			return nil, fmt.Errorf("%w: truncated check", errFormat)
+		}
+		if !checkOK(check, out[start:], p[:checkSize]) {
+			return nil, fmt.Errorf("xz: check of decompressed data failed")
+		}
+		p = p[checkSize:]
+	}
+	// Index and footer: the footer must close the stream.
+	if len(p) < 12 || !bytes.Equal(p[len(p)-2:], []byte("YZ")) {
+		return nil, fmt.Errorf("%w: bad stream footer", errFormat)
+	}
+	return out, nil
+}
+
+func checkOK(kind byte, data, want []byte) bool {
+	switch kind {
+	case 0x01:
+		return crc32.ChecksumIEEE(data) == binary.LittleEndian.Uint32(want)
+	case 0x04:
+		return crc64.Checksum(data, crc64Tab) == binary.LittleEndian.Uint64(want)
+	case 0x0a:
+		s := sha256.Sum256(data)
+		return bytes.Equal(s[:], want)
+	}
+	return true
+}
+
+func xzVarint(b []byte) (uint64, []byte, error) {
+	var v uint64
+	for i := 0; i < 9 && i < len(b); i++ {
+		v |= uint64(b[i]&0x7f) << (7 * i)
+		if b[i]&0x80 == 0 {
+			if i > 0 && b[i] == 0 {
+				break
+			}
+			return v, b[i+1:], nil
+		}
+	}
+	return 0, nil, fmt.Errorf("%w: bad varint", errFormat)
+}
+
+// readAllLimit appends everything r produces to out, failing beyond limit.
+func readAllLimit(r io.Reader, out []byte, limit int) ([]byte, error) {
+	start := len(out)
+	for {
+		if len(out) == cap(out) {
+			out = append(out, 0)[:len(out)]
+		}
+		n, err := r.Read(out[len(out):cap(out)])
+		out = out[:len(out)+n]
+		if len(out)-start > limit {
+			return nil, ErrTooLarge
+		}
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("xz: %w", err)
+		}
+	}
+}
