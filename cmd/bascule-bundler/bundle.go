@@ -443,4 +443,3 @@ func cmdPrintStructure(args []string) error {
 	defer w.Flush()
 	return stlv.Print(w, stlv.NewReader(f), bundle.TagName)
 }
-

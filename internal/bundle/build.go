@@ -149,29 +149,20 @@ func BuildManifest(dir string, m *ParsedManifest, out string, o BuildOptions) (d
 	}
 	temps = append(temps, f.Name())
 	bw := bufio.NewWriterSize(f, 1<<20)
-	var b stlv.Builder
-	b.Start(TagBundle)
-	b.B = append(b.B, header...)
-	b.Start(TagPayloads)
-	bw.Write(b.B)
-	for _, pp := range prepared {
-		b.B = b.B[:0]
-		b.Start(TagPayload)
-		b.B = append(b.B, pp.header...)
-		b.B = stlv.AppendHead(b.B, stlv.Head{Tag: TagPayloadData, Kind: stlv.Value, Len: uint64(pp.size)})
-		bw.Write(b.B)
-		if err := copyExactly(bw, pp.data, pp.size); err != nil {
+	parts := make([]PayloadData, len(prepared))
+	for i, pp := range prepared {
+		pf, err := os.Open(pp.data)
+		if err != nil {
 			f.Close()
 			return d, err
 		}
-		b.B = b.B[:0]
-		b.End(TagPayload)
-		bw.Write(b.B)
+		defer pf.Close()
+		parts[i] = PayloadData{Header: pp.header, Data: pf, Size: pp.size}
 	}
-	b.B = b.B[:0]
-	b.End(TagPayloads)
-	b.End(TagBundle)
-	bw.Write(b.B)
+	if err := WriteBundle(bw, header, nil, parts); err != nil {
+		f.Close()
+		return d, fmt.Errorf("write %s: %w", out, err)
+	}
 	if err := bw.Flush(); err != nil {
 		f.Close()
 		return d, fmt.Errorf("write %s: %w", out, err)
@@ -192,20 +183,42 @@ func BuildManifest(dir string, m *ParsedManifest, out string, o BuildOptions) (d
 	return d, nil
 }
 
-func copyExactly(w io.Writer, path string, size int64) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
+// PayloadData is one payload as it goes into a bundle file.
+type PayloadData struct {
+	Header []byte    // complete PAYLOAD_HEADER segment
+	Data   io.Reader // exactly Size bytes of PAYLOAD_DATA
+	Size   int64
+}
+
+// WriteBundle writes a complete bundle: the header segment, the optional
+// signatures segment (nil for none) and the payloads.
+func WriteBundle(w io.Writer, header, signatures []byte, payloads []PayloadData) error {
+	var b stlv.Builder
+	b.Start(TagBundle)
+	b.B = append(b.B, header...)
+	b.B = append(b.B, signatures...)
+	b.Start(TagPayloads)
+	for _, p := range payloads {
+		b.Start(TagPayload)
+		b.B = append(b.B, p.Header...)
+		b.B = stlv.AppendHead(b.B, stlv.Head{Tag: TagPayloadData, Kind: stlv.Value, Len: uint64(p.Size)})
+		if _, err := w.Write(b.B); err != nil {
+			return err
+		}
+		n, err := io.Copy(w, io.LimitReader(p.Data, p.Size+1))
+		if err != nil {
+			return err
+		}
+		if n != p.Size {
+			return fmt.Errorf("payload data is %d bytes, expected %d (file changed while the bundle was built?)", n, p.Size)
+		}
+		b.B = b.B[:0]
+		b.End(TagPayload)
 	}
-	defer f.Close()
-	n, err := io.Copy(w, io.LimitReader(f, size+1))
-	if err != nil {
-		return fmt.Errorf("copy %s: %w", path, err)
-	}
-	if n != size {
-		return fmt.Errorf("copy %s: file changed size while the bundle was built", path)
-	}
-	return nil
+	b.End(TagPayloads)
+	b.End(TagBundle)
+	_, err := w.Write(b.B)
+	return err
 }
 
 type progressReader struct {
