@@ -149,6 +149,8 @@ func decompressXZ(src []byte, limit int, dst []byte) ([]byte, error) {
 	}
 	out := dst[:0]
 	p := src[12:]
+	type record struct{ unpadded, size uint64 }
+	var records []record
 	for {
 		if len(p) == 0 {
 			return nil, fmt.Errorf("%w: truncated", errFormat)
@@ -197,7 +199,8 @@ func decompressXZ(src []byte, limit int, dst []byte) ([]byte, error) {
 		}
 		p = p[hsize:]
 		br := bytes.NewReader(p)
-		r, err := lzma.Reader2Config{DictCap: max(limit, lzma.MinDictCap)}.NewReader2(br)
+		// The dictionary never needs to exceed the output limit.
+		r, err := lzma.Reader2Config{DictCap: max(min(lzma2Dict(q[0]), limit), lzma.MinDictCap)}.NewReader2(br)
 		if err != nil {
 			return nil, fmt.Errorf("xz: %w", err)
 		}
@@ -207,6 +210,7 @@ func decompressXZ(src []byte, limit int, dst []byte) ([]byte, error) {
 			return nil, err
 		}
 		consumed := len(p) - br.Len()
+		records = append(records, record{uint64(hsize + consumed + checkSize), uint64(len(out) - start)})
 		p = p[consumed:]
 		for consumed%4 != 0 {
 			if len(p) == 0 || p[0] != 0 {
@@ -223,11 +227,52 @@ func decompressXZ(src []byte, limit int, dst []byte) ([]byte, error) {
 		}
 		p = p[checkSize:]
 	}
-	// Index and footer: the footer must close the stream.
-	if len(p) < 12 || !bytes.Equal(p[len(p)-2:], []byte("YZ")) {
+	// The index must list exactly the blocks seen, and the footer must
+	// close the stream: every byte of the stream is checked.
+	idx := p
+	q := p[1:]
+	n, q, err := xzVarint(q)
+	if err != nil || n != uint64(len(records)) {
+		return nil, fmt.Errorf("%w: index does not match the blocks", errFormat)
+	}
+	for _, rec := range records {
+		var u, s uint64
+		if u, q, err = xzVarint(q); err != nil {
+			return nil, err
+		}
+		if s, q, err = xzVarint(q); err != nil {
+			return nil, err
+		}
+		if u != rec.unpadded || s != rec.size {
+			return nil, fmt.Errorf("%w: index does not match the blocks", errFormat)
+		}
+	}
+	isize := len(idx) - len(q)
+	for isize%4 != 0 {
+		if len(q) == 0 || q[0] != 0 {
+			return nil, fmt.Errorf("%w: index padding", errFormat)
+		}
+		q = q[1:]
+		isize++
+	}
+	if len(q) != 4+12 || crc32.ChecksumIEEE(idx[:isize]) != binary.LittleEndian.Uint32(q) {
+		return nil, fmt.Errorf("%w: index checksum or trailing data", errFormat)
+	}
+	foot := q[4:]
+	if crc32.ChecksumIEEE(foot[4:10]) != binary.LittleEndian.Uint32(foot) ||
+		binary.LittleEndian.Uint32(foot[4:]) != uint32((isize+4)/4-1) ||
+		!bytes.Equal(foot[8:10], flags) || !bytes.Equal(foot[10:], []byte("YZ")) {
 		return nil, fmt.Errorf("%w: bad stream footer", errFormat)
 	}
 	return out, nil
+}
+
+// lzma2Dict decodes the LZMA2 dictionary size property.
+func lzma2Dict(p byte) int {
+	if p >= 40 {
+		return 1<<32 - 1
+	}
+	return (2 | int(p&1)) << (p/2 + 11)
 }
 
 func checkOK(kind byte, data, want []byte) bool {

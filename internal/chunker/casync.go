@@ -16,7 +16,7 @@ const window = 48
 // truncates to size_t. For avg >= 9107 KiB the denominator is negative; we
 // then saturate to 0 (and clamp to min) like the Rust reference and like
 // casync on ARM, whereas casync on amd64 wraps to a huge value and clamps to
-// max. Only absurd sizes (casync-9107 and up) are affected.
+// max (seen with casync-9200). Only casync-9107 and up are affected.
 func discriminator(avg, lo, hi int) uint32 {
 	a := float64(avg)
 	// The explicit conversion keeps Go from fusing this into an FMA on arm64;
@@ -37,7 +37,8 @@ func discriminator(avg, lo, hi int) uint32 {
 // cutTest decides h % d == d-1 without a division per byte: that holds iff
 // d divides h+1 (or h+1 wraps to 0, caught by the exact re-check), and
 // divisibility by d = odd<<shift is a multiply and a rotate (Granlund and
-// Montgomery; Hacker's Delight 10-17). The hot loop calls it via inlining.
+// Montgomery; Hacker's Delight 10-17). Candidates (1 in d) are re-checked
+// with a real modulo, so the filter only has to be free of misses.
 type cutTest struct {
 	d, inv, lim uint32
 	shift       int
@@ -46,7 +47,7 @@ type cutTest struct {
 func newCutTest(d uint32) cutTest {
 	shift := bits.TrailingZeros32(d)
 	odd := d >> shift
-	inv := odd // Newton's iteration for odd^-1 mod 2^32: 3, 6, 12, 24, 48 bits
+	inv := odd // odd^-1 mod 2^32 by Newton: right in 3 bits, then 6, 12, 24, 48
 	for range 4 {
 		inv *= 2 - odd*inv
 	}
@@ -71,16 +72,17 @@ type casyncChunker struct {
 
 func newCasync(s Spec, r io.Reader) *casyncChunker {
 	lo, hi := s.MinBlock(), s.MaxBlock()
-	// 1 MiB keeps reads large and compaction (copying < max bytes) rare.
 	return &casyncChunker{
 		r:    r,
 		lo:   lo,
 		hi:   hi,
 		test: newCutTest(discriminator(s.avg(), lo, hi)),
-		buf:  make([]byte, max(2*hi, 1<<20)),
+		buf:  make([]byte, max(2*hi, 64<<10)), // grown by fill for long inputs
 	}
 }
 
+// Next returns a read error as soon as it is met, even if complete chunks
+// are still buffered: a broken stream is not worth chunking further.
 func (c *casyncChunker) Next() ([]byte, error) {
 	if c.end-c.start < c.hi && c.err == nil {
 		c.fill()
@@ -100,8 +102,14 @@ func (c *casyncChunker) Next() ([]byte, error) {
 // fill reads until at least max bytes are buffered or the input ends.
 func (c *casyncChunker) fill() {
 	if len(c.buf)-c.start < c.hi {
-		c.end = copy(c.buf, c.buf[c.start:c.end])
-		c.start = 0
+		buf := c.buf
+		// A long input gets a 1 MiB buffer: large reads, and rare compaction
+		// (which copies less than max bytes). Short ones never pay for it.
+		if size := max(2*c.hi, 1<<20); len(buf) < size {
+			buf = make([]byte, size)
+		}
+		c.end = copy(buf, c.buf[c.start:c.end])
+		c.start, c.buf = 0, buf
 	}
 	for empty := 0; c.end-c.start < c.hi && c.err == nil; {
 		n, err := c.r.Read(c.buf[c.end:])
@@ -129,7 +137,7 @@ func (c *casyncChunker) scan(p []byte) int {
 	for i, b := range p[lo-window : lo] {
 		h ^= bits.RotateLeft32(table[b], window-1-i)
 	}
-	t := c.test
+	t := &c.test
 	if t.cut(h) {
 		return lo
 	}
@@ -137,10 +145,13 @@ func (c *casyncChunker) scan(p []byte) int {
 	in := p[lo:end]
 	out := p[lo-window : end-window]
 	out = out[:len(in)] // lets the compiler drop the bounds check on out[i]
+	inv, lim, shift := t.inv, t.lim, t.shift
 	for i, b := range in {
 		// rotl(T[out], 48) == rotl(T[out], 16), precomputed in tableRot.
-		h = bits.RotateLeft32(h, 1) ^ tableRot[out[i]] ^ table[b]
-		if t.cut(h) {
+		// Parenthesised so that only one XOR depends on the previous h.
+		h = bits.RotateLeft32(h, 1) ^ (tableRot[out[i]] ^ table[b])
+		// t.cut(h), spelled out to keep its fields in registers.
+		if bits.RotateLeft32((h+1)*inv, -shift) <= lim && h%t.d == t.d-1 {
 			return lo + i + 1
 		}
 	}

@@ -172,7 +172,7 @@ func (c *fixedChunker) Next() ([]byte, error) {
 		return c.buf, nil
 	case io.ErrUnexpectedEOF:
 		c.err = io.EOF
-		return c.buf[:n], nil
+		return c.buf[:n:n], nil
 	default:
 		c.err = err
 		return nil, err

@@ -9,27 +9,31 @@ import (
 
 // testData returns n deterministic bytes shaped like a root file system
 // image: incompressible runs (compressed files), zero runs (padding, sparse
-// regions; they produce max-size chunks) and log-like text. For each spec
-// in forceMin it also adds runs that produce chunks of exactly min bytes.
+// regions; they produce max-size chunks) and log-like text, in turn. Runs
+// that produce chunks of exactly min bytes for each spec in forceMin are
+// interleaved, starting early so that short inputs have them too.
 func testData(seed uint64, n int, forceMin ...Spec) []byte {
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
 	var key [32]byte
 	key[0] = byte(seed)
 	noise := rand.NewChaCha8(key)
 	data := make([]byte, 0, n+4<<20)
-	for len(data) < n {
-		switch rng.IntN(3) {
+	for _, s := range forceMin {
+		data = appendMinRun(data, s, 3)
+	}
+	for i := 0; len(data) < n; i++ {
+		switch i % 3 {
 		case 0:
 			buf := make([]byte, 1<<10+rng.IntN(512<<10))
 			noise.Read(buf)
 			data = append(data, buf...)
 		case 1:
-			data = append(data, make([]byte, 64<<10+rng.IntN(3<<20))...)
-		case 2:
 			data = appendText(data, rng, 4<<10+rng.IntN(1<<20))
+		case 2:
+			data = append(data, make([]byte, 256<<10+rng.IntN(3<<20))...)
 		}
 		if len(forceMin) > 0 {
-			data = appendMinRun(data, forceMin[rng.IntN(len(forceMin))], 3+rng.IntN(8))
+			data = appendMinRun(data, forceMin[i%len(forceMin)], 3+rng.IntN(8))
 		}
 	}
 	return data[:n]
