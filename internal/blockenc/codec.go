@@ -121,13 +121,14 @@ var (
 	errFormat = errors.New("xz: malformed stream")
 )
 
-// decompressXZ decodes a single .xz stream. It parses the container itself so
-// that the LZMA2 dictionary is sized by the block limit, not by what the
-// stream header asks for (liblzma's preset 6 asks for 8 MiB, which would be
-// allocated for every 64 KiB block), and so that a hostile header cannot make
-// us allocate gigabytes.
+// decompressXZ decodes a single .xz stream. It parses the container itself:
+// the index at the end gives the exact decoded size before anything is
+// decoded, so the LZMA2 dictionary is sized by the data, not by what the
+// header asks for (liblzma's preset 6 asks for 8 MiB, which would be
+// allocated for every 64 KiB block), and a hostile stream cannot make us
+// allocate more than the limit. Every byte of the stream is checked.
 func decompressXZ(src []byte, limit int, dst []byte) ([]byte, error) {
-	if len(src) < 24 || !bytes.Equal(src[:6], xzMagic) {
+	if len(src) < 32 || !bytes.Equal(src[:6], xzMagic) {
 		return nil, fmt.Errorf("%w: bad magic", errFormat)
 	}
 	flags := src[6:8]
@@ -147,20 +148,56 @@ func decompressXZ(src []byte, limit int, dst []byte) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("xz: unsupported check type %#x", check)
 	}
-	out := dst[:0]
-	p := src[12:]
+
+	// Footer, then the index it points to.
+	foot := src[len(src)-12:]
+	isize := (int64(binary.LittleEndian.Uint32(foot[4:])) + 1) * 4
+	if crc32.ChecksumIEEE(foot[4:10]) != binary.LittleEndian.Uint32(foot) ||
+		!bytes.Equal(foot[8:10], flags) || !bytes.Equal(foot[10:], []byte("YZ")) || isize > int64(len(src)-24) {
+		return nil, fmt.Errorf("%w: bad stream footer", errFormat)
+	}
+	idx := src[len(src)-12-int(isize) : len(src)-12]
+	if idx[0] != 0 || crc32.ChecksumIEEE(idx[:len(idx)-4]) != binary.LittleEndian.Uint32(idx[len(idx)-4:]) {
+		return nil, fmt.Errorf("%w: bad index", errFormat)
+	}
+	q := idx[1 : len(idx)-4]
+	n, q, err := xzVarint(q)
+	if err != nil || n > uint64(len(q)) {
+		return nil, fmt.Errorf("%w: bad index", errFormat)
+	}
 	type record struct{ unpadded, size uint64 }
-	var records []record
-	for {
+	records := make([]record, n)
+	var total uint64
+	for i := range records {
+		if records[i].unpadded, q, err = xzVarint(q); err != nil {
+			return nil, err
+		}
+		if records[i].size, q, err = xzVarint(q); err != nil {
+			return nil, err
+		}
+		total += records[i].size
+		if total > uint64(limit) {
+			return nil, ErrTooLarge
+		}
+	}
+	for _, c := range q {
+		if c != 0 {
+			return nil, fmt.Errorf("%w: index padding", errFormat)
+		}
+	}
+	if len(q) > 3 {
+		return nil, fmt.Errorf("%w: index padding", errFormat)
+	}
+
+	out := dst[:0]
+	p := src[12 : len(src)-12-len(idx)]
+	for _, rec := range records {
 		if len(p) == 0 {
 			return nil, fmt.Errorf("%w: truncated", errFormat)
 		}
-		if p[0] == 0 { // index indicator: no more blocks
-			break
-		}
 		hsize := (int(p[0]) + 1) * 4
-		if len(p) < hsize {
-			return nil, fmt.Errorf("%w: truncated block header", errFormat)
+		if p[0] == 0 || len(p) < hsize {
+			return nil, fmt.Errorf("%w: bad block header", errFormat)
 		}
 		hdr := p[:hsize]
 		if crc32.ChecksumIEEE(hdr[:hsize-4]) != binary.LittleEndian.Uint32(hdr[hsize-4:]) {
@@ -170,47 +207,45 @@ func decompressXZ(src []byte, limit int, dst []byte) ([]byte, error) {
 		if bflags&0x3c != 0 || bflags&0x03 != 0 {
 			return nil, fmt.Errorf("xz: only single-filter LZMA2 blocks are supported")
 		}
-		q := hdr[2 : hsize-4]
-		var err error
-		if bflags&0x40 != 0 {
-			if _, q, err = xzVarint(q); err != nil {
-				return nil, err
-			}
-		}
-		if bflags&0x80 != 0 {
-			if _, q, err = xzVarint(q); err != nil {
-				return nil, err
+		h := hdr[2 : hsize-4]
+		for _, present := range []bool{bflags&0x40 != 0, bflags&0x80 != 0} {
+			if present {
+				if _, h, err = xzVarint(h); err != nil {
+					return nil, err
+				}
 			}
 		}
 		var id, psize uint64
-		if id, q, err = xzVarint(q); err != nil {
+		if id, h, err = xzVarint(h); err != nil {
 			return nil, err
 		}
-		if psize, q, err = xzVarint(q); err != nil {
+		if psize, h, err = xzVarint(h); err != nil {
 			return nil, err
 		}
-		if id != 0x21 || psize != 1 || len(q) < 1 || q[0] > 40 {
+		if id != 0x21 || psize != 1 || len(h) < 1 || h[0] > 40 {
 			return nil, fmt.Errorf("xz: only LZMA2 is supported")
 		}
-		for _, c := range q[1:] {
+		for _, c := range h[1:] {
 			if c != 0 {
 				return nil, fmt.Errorf("%w: block header padding", errFormat)
 			}
 		}
 		p = p[hsize:]
 		br := bytes.NewReader(p)
-		// The dictionary never needs to exceed the output limit.
-		r, err := lzma.Reader2Config{DictCap: max(min(lzma2Dict(q[0]), limit), lzma.MinDictCap)}.NewReader2(br)
+		// The dictionary never needs to exceed the block's decoded size.
+		dict := max(min(uint64(lzma2Dict(h[0])), rec.size), lzma.MinDictCap)
+		r, err := lzma.Reader2Config{DictCap: int(dict)}.NewReader2(br)
 		if err != nil {
 			return nil, fmt.Errorf("xz: %w", err)
 		}
 		start := len(out)
-		out, err = readAllLimit(r, out, limit-start)
-		if err != nil {
+		if out, err = readAllLimit(r, out, int(rec.size)); err != nil {
 			return nil, err
 		}
 		consumed := len(p) - br.Len()
-		records = append(records, record{uint64(hsize + consumed + checkSize), uint64(len(out) - start)})
+		if uint64(len(out)-start) != rec.size || uint64(hsize+consumed+checkSize) != rec.unpadded {
+			return nil, fmt.Errorf("%w: index does not match the blocks", errFormat)
+		}
 		p = p[consumed:]
 		for consumed%4 != 0 {
 			if len(p) == 0 || p[0] != 0 {
@@ -227,42 +262,8 @@ func decompressXZ(src []byte, limit int, dst []byte) ([]byte, error) {
 		}
 		p = p[checkSize:]
 	}
-	// The index must list exactly the blocks seen, and the footer must
-	// close the stream: every byte of the stream is checked.
-	idx := p
-	q := p[1:]
-	n, q, err := xzVarint(q)
-	if err != nil || n != uint64(len(records)) {
-		return nil, fmt.Errorf("%w: index does not match the blocks", errFormat)
-	}
-	for _, rec := range records {
-		var u, s uint64
-		if u, q, err = xzVarint(q); err != nil {
-			return nil, err
-		}
-		if s, q, err = xzVarint(q); err != nil {
-			return nil, err
-		}
-		if u != rec.unpadded || s != rec.size {
-			return nil, fmt.Errorf("%w: index does not match the blocks", errFormat)
-		}
-	}
-	isize := len(idx) - len(q)
-	for isize%4 != 0 {
-		if len(q) == 0 || q[0] != 0 {
-			return nil, fmt.Errorf("%w: index padding", errFormat)
-		}
-		q = q[1:]
-		isize++
-	}
-	if len(q) != 4+12 || crc32.ChecksumIEEE(idx[:isize]) != binary.LittleEndian.Uint32(q) {
-		return nil, fmt.Errorf("%w: index checksum or trailing data", errFormat)
-	}
-	foot := q[4:]
-	if crc32.ChecksumIEEE(foot[4:10]) != binary.LittleEndian.Uint32(foot) ||
-		binary.LittleEndian.Uint32(foot[4:]) != uint32((isize+4)/4-1) ||
-		!bytes.Equal(foot[8:10], flags) || !bytes.Equal(foot[10:], []byte("YZ")) {
-		return nil, fmt.Errorf("%w: bad stream footer", errFormat)
+	if len(p) != 0 {
+		return nil, fmt.Errorf("%w: data between the blocks and the index", errFormat)
 	}
 	return out, nil
 }

@@ -176,12 +176,8 @@ func (r *Reader) capture(buf []byte, h Head, limit, depth int) ([]byte, error) {
 		if h.Len > uint64(limit-len(buf)) {
 			return nil, fmt.Errorf("atom %s: %w of %d bytes", h.Tag, ErrTooLarge, limit)
 		}
-		n := len(buf)
-		buf = append(buf, make([]byte, h.Len)...)
-		if _, err := io.ReadFull(r, buf[n:]); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
+		var err error
+		if buf, err = r.appendValue(buf, h.Len); err != nil {
 			return nil, fmt.Errorf("value %s: %w", h.Tag, err)
 		}
 		return buf, nil
@@ -218,12 +214,30 @@ func (r *Reader) ReadValue(h Head, limit int) ([]byte, error) {
 	if h.Len > uint64(limit) {
 		return nil, fmt.Errorf("value %s: %w of %d bytes", h.Tag, ErrTooLarge, limit)
 	}
-	b := make([]byte, h.Len)
-	if _, err := io.ReadFull(r, b); err != nil {
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
+	b, err := r.appendValue(nil, h.Len)
+	if err != nil {
 		return nil, fmt.Errorf("value %s: %w", h.Tag, err)
 	}
 	return b, nil
+}
+
+// appendValue reads n bytes onto buf, growing it as data actually arrives,
+// so that a length claimed by a truncated or hostile stream costs nothing.
+func (r *Reader) appendValue(buf []byte, n uint64) ([]byte, error) {
+	for n > 0 {
+		step := min(n, 64<<10)
+		start := len(buf)
+		buf = append(buf, make([]byte, step)...)
+		if _, err := io.ReadFull(r, buf[start:]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+		n -= step
+	}
+	if buf == nil {
+		buf = []byte{}
+	}
+	return buf, nil
 }
