@@ -60,22 +60,22 @@ delivery = { type = "slot", slot = "system", slott = "x" }
 func TestManifestErrors(t *testing.T) {
 	base := "update-type = \"full\"\n[[payloads]]\nfilename = \"a.img\"\ndelivery = { type = \"slot\", slot = \"s\" }\n"
 	for want, text := range map[string]string{
-		"update-type: missing":                                 "[[payloads]]\nfilename = \"a\"\ndelivery = { type = \"slot\", slot = \"s\" }\n",
-		`update-type: "partial"`:                               "update-type = \"partial\"\n",
-		"hash-algorithm: unknown hash algorithm \"md5\"":       "update-type = \"full\"\nhash-algorithm = \"md5\"\n",
-		"payloads[0].filename: missing":                        "update-type = \"full\"\n[[payloads]]\ndelivery = { type = \"slot\", slot = \"s\" }\n",
-		"payloads[0].filename: \"../x\"":                       "update-type = \"full\"\n[[payloads]]\nfilename = \"../x\"\ndelivery = { type = \"slot\", slot = \"s\" }\n",
-		"payloads[0].delivery.slot: missing":                   "update-type = \"full\"\n[[payloads]]\nfilename = \"a\"\ndelivery = { type = \"slot\" }\n",
-		"payloads[0].delivery.handler: missing":                "update-type = \"full\"\n[[payloads]]\nfilename = \"a\"\ndelivery = { type = \"execute\" }\n",
-		"payloads[0].delivery.type: \"copy\"":                  "update-type = \"full\"\n[[payloads]]\nfilename = \"a\"\ndelivery = { type = \"copy\" }\n",
-		"payloads[0].block-encoding.chunker: missing":          base + "[payloads.block-encoding]\ndeduplicate = true\n",
-		"payloads[0].block-encoding.chunker: invalid chunker":  base + "[payloads.block-encoding]\nchunker = \"rabin-64\"\n",
-		"payloads[0].block-encoding.compression.level: 12":     base + "[payloads.block-encoding]\nchunker = \"fixed-64\"\ncompression = { type = \"xz\", level = 12 }\n",
+		"update-type: missing":                                  "[[payloads]]\nfilename = \"a\"\ndelivery = { type = \"slot\", slot = \"s\" }\n",
+		`update-type: "partial"`:                                "update-type = \"partial\"\n",
+		"hash-algorithm: unknown hash algorithm \"md5\"":        "update-type = \"full\"\nhash-algorithm = \"md5\"\n",
+		"payloads[0].filename: missing":                         "update-type = \"full\"\n[[payloads]]\ndelivery = { type = \"slot\", slot = \"s\" }\n",
+		"payloads[0].filename: \"../x\"":                        "update-type = \"full\"\n[[payloads]]\nfilename = \"../x\"\ndelivery = { type = \"slot\", slot = \"s\" }\n",
+		"payloads[0].delivery.slot: missing":                    "update-type = \"full\"\n[[payloads]]\nfilename = \"a\"\ndelivery = { type = \"slot\" }\n",
+		"payloads[0].delivery.handler: missing":                 "update-type = \"full\"\n[[payloads]]\nfilename = \"a\"\ndelivery = { type = \"execute\" }\n",
+		"payloads[0].delivery.type: \"copy\"":                   "update-type = \"full\"\n[[payloads]]\nfilename = \"a\"\ndelivery = { type = \"copy\" }\n",
+		"payloads[0].block-encoding.chunker: missing":           base + "[payloads.block-encoding]\ndeduplicate = true\n",
+		"payloads[0].block-encoding.chunker: invalid chunker":   base + "[payloads.block-encoding]\nchunker = \"rabin-64\"\n",
+		"payloads[0].block-encoding.compression.level: 12":      base + "[payloads.block-encoding]\nchunker = \"fixed-64\"\ncompression = { type = \"xz\", level = 12 }\n",
 		"payloads[0].block-encoding.compression.type: \"gzip\"": base + "[payloads.block-encoding]\nchunker = \"fixed-64\"\ncompression = { type = \"gzip\" }\n",
-		"deduplicate and deduplication disagree":               base + "[payloads.block-encoding]\nchunker = \"fixed-64\"\ndeduplicate = true\ndeduplication = false\n",
-		"payloads[0].delta-encoding.format":                    base + "[payloads.delta-encoding]\nformat = \"bsdiff\"\noriginal-hash = \"x\"\n",
-		"payloads[0].delta-encoding.original-hash":             base + "[payloads.delta-encoding]\nformat = \"xdelta\"\noriginal-hash = \"sha256:00\"\n",
-		"m.toml: toml:":                                        "update-type = \n",
+		"deduplicate and deduplication disagree":                base + "[payloads.block-encoding]\nchunker = \"fixed-64\"\ndeduplicate = true\ndeduplication = false\n",
+		"payloads[0].delta-encoding.format":                     base + "[payloads.delta-encoding]\nformat = \"bsdiff\"\noriginal-hash = \"x\"\n",
+		"payloads[0].delta-encoding.original-hash":              base + "[payloads.delta-encoding]\nformat = \"xdelta\"\noriginal-hash = \"sha256:00\"\n",
+		"m.toml: toml:": "update-type = \n",
 	} {
 		_, err := ParseManifest([]byte(text), "m.toml")
 		if err == nil || !strings.Contains(err.Error(), want) || !strings.HasPrefix(err.Error(), "m.toml: ") {
