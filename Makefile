@@ -1,0 +1,68 @@
+# Bascule: build, test and demo entry points. `make help` lists them.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X github.com/bascule-ota/bascule/internal/version.Version=$(VERSION)
+GOFLAGS_B := -trimpath -ldflags "$(LDFLAGS)"
+FUZZTIME  ?= 10s
+export CGO_ENABLED = 0
+
+.PHONY: help build cross deps demo test check unit test-arm fuzz-short clean
+
+help:
+	@echo "make demo        install what is needed, build a sample A/B update bundle and check it"
+	@echo "make test        everything CI runs: format, vet, unit tests, cross builds, 32-bit ARM, fuzzing"
+	@echo "make unit        go test ./... only"
+	@echo "make test-arm    the unit tests for 32-bit ARM (GOARM=7) under qemu-arm-static"
+	@echo "make fuzz-short  every fuzz target for FUZZTIME ($(FUZZTIME))"
+	@echo "make build       bin/bascule and bin/bascule-bundler for this machine"
+	@echo "make cross       static binaries for arm64, arm (GOARM=7) and amd64 in bin/<arch>/"
+
+build:
+	$(GO) build $(GOFLAGS_B) -o bin/ ./cmd/...
+
+cross:
+	GOARCH=arm64 $(GO) build $(GOFLAGS_B) -o bin/arm64/ ./cmd/...
+	GOARCH=arm GOARM=7 $(GO) build $(GOFLAGS_B) -o bin/arm/ ./cmd/...
+	GOARCH=amd64 $(GO) build $(GOFLAGS_B) -o bin/amd64/ ./cmd/...
+
+deps:
+	scripts/setup.sh
+
+demo: deps build
+	scripts/demo.sh
+
+test: check unit cross test-arm fuzz-short
+
+check:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	  if [ -n "$$unformatted" ]; then echo "not gofmt'ed: $$unformatted"; exit 1; fi
+	$(GO) vet ./...
+	@grep -q '^go 1\.\(1[0-9]\|2[0-3]\)\(\.[0-9]*\)\?$$' go.mod || { echo "go.mod must say go 1.23 or lower (Buildroot 2025.02)"; exit 1; }
+
+unit:
+	$(GO) test -count=1 ./...
+
+# Each package's tests are compiled for ARMv7 and run under user-mode QEMU
+# from the package directory (tests read testdata/ relative to it).
+test-arm:
+	@command -v qemu-arm-static >/dev/null || { echo "qemu-arm-static missing: apt-get install qemu-user-static"; exit 1; }
+	@mkdir -p bin/test-arm
+	@set -e; for pkg in $$($(GO) list -f '{{if or .TestGoFiles .XTestGoFiles}}{{.ImportPath}}{{end}}' ./...); do \
+	  name=$$(echo $$pkg | tr / _); dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  GOARCH=arm GOARM=7 $(GO) test -c -o bin/test-arm/$$name.test $$pkg; \
+	  echo "qemu-arm-static $$pkg"; \
+	  (cd $$dir && BASCULE_TEST_EXEC_WRAPPER=qemu-arm-static qemu-arm-static $(CURDIR)/bin/test-arm/$$name.test -test.short -test.timeout=20m); \
+	done
+
+fuzz-short:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //'); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=$(FUZZTIME) -fuzzminimizetime=2s $$pkg >/dev/null || \
+	      { $(GO) test -run='^$$' -fuzz="^$$f$$" -fuzztime=1x $$pkg; exit 1; }; \
+	  done; \
+	done
+
+clean:
+	rm -rf bin out
