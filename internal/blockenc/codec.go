@@ -233,7 +233,7 @@ func decompressXZ(src []byte, limit int, dst []byte) ([]byte, error) {
 		p = p[hsize:]
 		br := bytes.NewReader(p)
 		// The dictionary never needs to exceed the block's decoded size.
-		dict := max(min(uint64(lzma2Dict(h[0])), rec.size), lzma.MinDictCap)
+		dict := max(min(lzma2Dict(h[0]), rec.size), lzma.MinDictCap)
 		r, err := lzma.Reader2Config{DictCap: int(dict)}.NewReader2(br)
 		if err != nil {
 			return nil, fmt.Errorf("xz: %w", err)
@@ -269,11 +269,11 @@ func decompressXZ(src []byte, limit int, dst []byte) ([]byte, error) {
 }
 
 // lzma2Dict decodes the LZMA2 dictionary size property.
-func lzma2Dict(p byte) int {
+func lzma2Dict(p byte) uint64 {
 	if p >= 40 {
 		return 1<<32 - 1
 	}
-	return (2 | int(p&1)) << (p/2 + 11)
+	return (2 | uint64(p&1)) << (p/2 + 11)
 }
 
 func checkOK(kind byte, data, want []byte) bool {
