@@ -65,4 +65,4 @@ fuzz-short:
 	done
 
 clean:
-	rm -rf bin out
+	rm -rf bin _out

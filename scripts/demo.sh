@@ -6,7 +6,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 bb=bin/bascule-bundler
-out=out/demo
+out=_out/demo
 rm -rf "$out"
 mkdir -p "$out/bundle/payloads"
 

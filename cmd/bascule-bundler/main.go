@@ -30,6 +30,8 @@ func init() {
 		{"verify", "verify [--verify-bundle H] [--json] <bundle>", "check every hash of a bundle (header, payload headers, blocks, files); writes nothing", cmdVerify},
 		{"extract", "extract [--verify-bundle H] <bundle> <payload-index> <dst>", "write one decoded, verified payload to a file", cmdExtract},
 		{"unpack", "unpack [--verify-bundle H] <bundle> <dir>", "recreate the bundle directory (needs the embedded manifest)", cmdUnpack},
+		{"signatures", "signatures prepare|add|sign|list|verify ...", "sign bundles and check their signatures (run 'signatures help')", cmdSignatures},
+		{"keys", "keys create-ca|create-signer ...", "create a root CA and signing certificates (run 'keys help')", cmdKeys},
 		{"print-structure", "print-structure <bundle>", "dump the STLV atoms of a bundle (debugging)", cmdPrintStructure},
 		{"version", "version", "print the version", func([]string) error { fmt.Println(version.String()); return nil }},
 	}

@@ -56,6 +56,11 @@ func Build(dir, out string, o BuildOptions) (hashes.Digest, error) {
 // BuildManifest is Build with an already parsed manifest.
 func BuildManifest(dir string, m *ParsedManifest, out string, o BuildOptions) (d hashes.Digest, err error) {
 	outDir := filepath.Dir(out)
+	// The output is renamed into place: never over a device node or a
+	// directory (as root, "bundle dir /dev/null" would replace /dev/null).
+	if fi, err := os.Stat(out); err == nil && !fi.Mode().IsRegular() {
+		return d, fmt.Errorf("output %s exists and is not a regular file", out)
+	}
 	var temps []string
 	defer func() {
 		for _, t := range temps {

@@ -1,6 +1,7 @@
 package stlv
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"io"
@@ -18,7 +19,10 @@ type Node struct {
 // Parse decodes exactly one atom (normally a segment) from b. Trailing bytes
 // are an error.
 func Parse(b []byte) (*Node, error) {
-	r := NewReader(bytes.NewReader(b))
+	// A buffer the size of the input: Parse is on the signature path, and
+	// NewReader's streaming buffer would dominate its cost.
+	src := bytes.NewReader(b)
+	r := &Reader{r: bufio.NewReaderSize(src, max(len(b), 16)), src: src}
 	h, err := r.MustHead()
 	if err != nil {
 		return nil, err
