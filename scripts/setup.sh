@@ -11,6 +11,7 @@ check casync casync
 check openssl openssl
 check qemu-arm-static qemu-user-static
 check git git
+check sfdisk fdisk
 if [ -n "$need" ]; then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo=sudo
