@@ -1,42 +1,122 @@
 // Command bascule is the device side of Bascule: it installs update bundles
 // into the inactive boot group, switches boot groups through the boot flow,
-// and, as PID 1, prepares the root file system before the real init.
-//
-// This entry point only knows its version so far; the device commands land
-// with the system model and the install path.
+// and, as PID 1, prepares the root file system before the real init. Its
+// commands and flags are those of rugix-ctrl.
 package main
 
 import (
+	"encoding/json"
+	"errors"
+	"flag"
 	"fmt"
 	"os"
+	"strings"
+	"syscall"
 
+	"github.com/bascule-ota/bascule/internal/cli"
 	"github.com/bascule-ota/bascule/internal/version"
 )
 
-const usage = `bascule %s: A/B over-the-air updates for embedded Linux
+type command struct {
+	path     string // "system info"
+	synopsis string
+	summary  string
+	run      func(args []string) error
+}
 
-usage: bascule <command> [flags] [args]
+var commands []command
 
-commands:
-  version    print the version
+func init() {
+	commands = []command{
+		{"update install", "update install [flags] <bundle|->", "install a bundle into the inactive boot group", cmdUpdateInstall},
+		{"system info", "system info [--json]", "show boot flow, groups and slots", cmdSystemInfo},
+		{"system commit", "system commit [--if-healthy]", "make the running boot group the default", cmdSystemCommit},
+		{"system reboot", "system reboot [--spare]", "reboot, optionally trying the spare group once", cmdSystemReboot},
+		{"utils find-block-device", "utils find-block-device <path>", "print the block device behind a path as JSON", cmdFindBlockDevice},
+		{"utils is-mount-point", "utils is-mount-point <path>", "print true or false", cmdIsMountPoint},
+		{"utils resolve-partition", "utils resolve-partition [--disk D] <n>", "print partition n of the root disk (or D) as JSON", cmdResolvePartition},
+		{"version", "version", "print the version", func([]string) error { fmt.Println(version.String()); return nil }},
+	}
+}
 
-Device commands (system, update, slots, boot, state) are not implemented
-in this version.
-`
+func usage() string {
+	var b strings.Builder
+	b.WriteString("bascule " + version.String() + ": A/B over-the-air updates for embedded Linux\n\nusage: bascule <command> [flags] [args]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %-26s %s\n", c.path, c.summary)
+	}
+	b.WriteString("\nRun 'bascule <command> --help' for the flags of a command.\n")
+	return b.String()
+}
 
 func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprintf(os.Stderr, usage, version.String())
+	if os.Getpid() == 1 {
+		initMode()
+	}
+	args := os.Args[1:]
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage())
 		os.Exit(2)
 	}
-	switch os.Args[1] {
-	case "version", "--version", "-V":
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Print(usage())
+		return
+	case "--version", "-V":
 		fmt.Println(version.String())
-	case "help", "--help", "-h":
-		fmt.Printf(usage, version.String())
-	default:
-		fmt.Fprintf(os.Stderr, "bascule: unknown command %q\n\n", os.Args[1])
-		fmt.Fprintf(os.Stderr, usage, version.String())
-		os.Exit(2)
+		return
 	}
+	for _, c := range commands {
+		words := strings.Fields(c.path)
+		if len(args) < len(words) || strings.Join(args[:len(words)], " ") != c.path {
+			continue
+		}
+		err := c.run(args[len(words):])
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bascule: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	}
+	fmt.Fprintf(os.Stderr, "bascule: unknown command %q\n\n%s", strings.Join(args, " "), usage())
+	os.Exit(2)
+}
+
+// initMode runs when the kernel starts bascule as PID 1. The pre-init
+// (mounting config and data, overlay, hand-over) is not in this version;
+// rather than leave the device unbootable, hand over to the real init at
+// once.
+func initMode() {
+	fmt.Fprintln(os.Stderr, "bascule: pre-init is not implemented in this version; starting /sbin/init")
+	err := syscall.Exec("/sbin/init", []string{"/sbin/init"}, os.Environ())
+	fmt.Fprintf(os.Stderr, "bascule: exec /sbin/init: %v\n", err)
+	select {} // PID 1 must not exit
+}
+
+func parse(synopsis string, fs *flag.FlagSet, args []string, minArgs, maxArgs int) ([]string, error) {
+	pos, err := cli.Parse(fs, args, minArgs, maxArgs)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Print(cli.Usage(fs, "bascule "+synopsis))
+	}
+	return pos, err
+}
+
+func synopsis(path string) string {
+	for _, c := range commands {
+		if c.path == path {
+			return c.synopsis
+		}
+	}
+	return path
+}
+
+func printJSON(v any, pretty bool) error {
+	enc := json.NewEncoder(os.Stdout)
+	if pretty {
+		enc.SetIndent("", "  ")
+	}
+	return enc.Encode(v)
 }

@@ -1,0 +1,350 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// The device tests run the real command against loop devices with a real
+// MBR layout, inside a private mount namespace: the test re-executes itself
+// under `unshare --mount`, mounts a tmpfs on /run there and mounts the
+// image's system-a partition where pre-init would. The host's mounts and
+// disks are never touched. Commands run as the re-executed test binary
+// (BASCULE_MAIN=1).
+func TestMain(m *testing.M) {
+	if os.Getenv("BASCULE_MAIN") == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+func bascule(t *testing.T, stdin []byte, args ...string) result {
+	t.Helper()
+	exe, _ := os.Executable()
+	argv := append([]string{exe}, args...)
+	if w := os.Getenv("BASCULE_TEST_EXEC_WRAPPER"); w != "" {
+		argv = append([]string{w}, argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), "BASCULE_MAIN=1")
+	cmd.Stdin = bytes.NewReader(stdin)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return result{o.String(), e.String(), code}
+}
+
+func sh(t *testing.T, script string) string {
+	t.Helper()
+	out, err := exec.Command("sh", "-euc", script).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestVersion(t *testing.T) {
+	r := bascule(t, nil, "version")
+	if r.code != 0 || strings.TrimSpace(r.stdout) == "" {
+		t.Fatalf("%+v", r)
+	}
+	if r := bascule(t, nil, "frobnicate"); r.code != 2 {
+		t.Fatalf("unknown command: %+v", r)
+	}
+}
+
+func TestDevice(t *testing.T) {
+	if os.Getenv("BASCULE_DEVICE_CHILD") == "" {
+		if os.Getuid() != 0 {
+			t.Skip("needs root for loop devices and mounts")
+		}
+		for _, tool := range []string{"unshare", "losetup", "sfdisk", "mkfs.ext4", "partx"} {
+			if _, err := exec.LookPath(tool); err != nil {
+				t.Skipf("needs %s", tool)
+			}
+		}
+		exe, _ := os.Executable()
+		args := []string{"--mount", "--propagation", "private"}
+		if w := os.Getenv("BASCULE_TEST_EXEC_WRAPPER"); w != "" {
+			args = append(args, w)
+		}
+		args = append(args, exe, "-test.run=^TestDevice$", "-test.v")
+		cmd := exec.Command("unshare", args...)
+		cmd.Env = append(os.Environ(), "BASCULE_DEVICE_CHILD=1")
+		out, err := cmd.CombinedOutput()
+		t.Logf("%s", out)
+		if err != nil {
+			t.Fatalf("device test in a private mount namespace: %v", err)
+		}
+		return
+	}
+	deviceTest(t)
+}
+
+var autobootA = "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3"
+var autobootB = "[all]\ntryboot_a_b=1\nboot_partition=3\n[tryboot]\nboot_partition=2"
+
+func deviceTest(t *testing.T) {
+	work := t.TempDir()
+	img := filepath.Join(work, "disk.img")
+	// The default MBR layout of the reference: config, boot-a, boot-b,
+	// extended, system-a, system-b, data. The config partition is ext4
+	// here because the test kernel has no vfat (file-level behaviour is the
+	// same); the emulated device uses FAT.
+	sh(t, fmt.Sprintf(`truncate -s 400M %s
+sfdisk -q %s <<EOF
+label: dos
+label-id: 0x1a2b3c4d
+size=16MiB, type=c
+size=16MiB, type=c
+size=16MiB, type=c
+type=5
+size=96MiB, type=83
+size=96MiB, type=83
+type=83
+EOF`, img, img))
+	loop := sh(t, "losetup -f --show "+img)
+	t.Cleanup(func() {
+		// Partitions in use cannot be deleted: unmount first.
+		for _, m := range []string{"/run/rugix/mounts/config", "/run/rugix/mounts/system", "/run/rugix/mounts/data", "/run"} {
+			unix.Unmount(m, unix.MNT_DETACH)
+		}
+		exec.Command("partx", "-d", loop).Run()
+		exec.Command("losetup", "-d", loop).Run()
+	})
+	sh(t, "partx -a "+loop)
+	p := func(n int) string { return fmt.Sprintf("%sp%d", loop, n) }
+	for _, n := range []int{1, 2, 3, 5, 6, 7} {
+		sh(t, "mkfs.ext4 -q -F "+p(n))
+	}
+	// Pre-init's view: /run is a tmpfs, the system is mounted read-only.
+	must(t, unix.Mount("tmpfs", "/run", "tmpfs", 0, "mode=755"))
+	for _, d := range []string{"/run/rugix/mounts/system", "/run/rugix/mounts/config", "/run/rugix/mounts/data"} {
+		must(t, os.MkdirAll(d, 0o755))
+	}
+	cfg := filepath.Join(work, "cfg")
+	os.MkdirAll(cfg, 0o755)
+	must(t, unix.Mount(p(1), cfg, "ext4", 0, ""))
+	os.WriteFile(filepath.Join(cfg, "autoboot.txt"), []byte(autobootA), 0o644)
+	must(t, unix.Unmount(cfg, 0))
+	must(t, unix.Mount(p(5), "/run/rugix/mounts/system", "ext4", unix.MS_RDONLY, ""))
+	must(t, unix.Mount(p(7), "/run/rugix/mounts/data", "ext4", 0, ""))
+
+	// The update: a new system and boot partition image.
+	bdir := filepath.Join(work, "bundle")
+	os.MkdirAll(filepath.Join(bdir, "payloads", "tree"), 0o755)
+	os.WriteFile(filepath.Join(bdir, "payloads", "tree", "os-release"), []byte("VERSION=2\n"), 0o644)
+	sh(t, fmt.Sprintf("mkfs.ext4 -q -F -d %s/payloads/tree %s/payloads/system.ext4 48M", bdir, bdir))
+	os.MkdirAll(filepath.Join(bdir, "payloads", "boottree"), 0o755)
+	os.WriteFile(filepath.Join(bdir, "payloads", "boottree", "cmdline.txt"), []byte("console=serial0,115200 root=/dev/mmcblk0p5 quiet init=/sbin/init rootwait\n"), 0o644)
+	sh(t, fmt.Sprintf("mkfs.ext4 -q -F -d %s/payloads/boottree %s/payloads/boot.ext4 8M", bdir, bdir))
+	os.WriteFile(filepath.Join(bdir, "rugix-bundle.toml"), []byte(`update-type = "full"
+[[payloads]]
+filename = "boot.ext4"
+delivery = { type = "slot", slot = "boot" }
+block-encoding = { chunker = "fixed-64", deduplicate = true, compression = { type = "xz", level = 1 } }
+[[payloads]]
+filename = "system.ext4"
+delivery = { type = "slot", slot = "system" }
+block-encoding = { chunker = "casync-16", deduplicate = true, compression = { type = "zstd" } }
+`), 0o644)
+	bundlePath := filepath.Join(work, "update.rugixb")
+	hash := buildBundle(t, bdir, bundlePath)
+	systemImg, _ := os.ReadFile(filepath.Join(bdir, "payloads", "system.ext4"))
+
+	autoboot := func() string {
+		r := bascule(t, nil, "utils", "is-mount-point", "/run/rugix/mounts/config")
+		b, err := os.ReadFile("/run/rugix/mounts/config/autoboot.txt")
+		if r.code != 0 || err != nil {
+			t.Fatalf("config partition: %+v %v", r, err)
+		}
+		return string(b)
+	}
+	info := func() map[string]any {
+		r := bascule(t, nil, "system", "info", "--json")
+		if r.code != 0 {
+			t.Fatalf("system info: %+v", r)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
+			t.Fatalf("system info JSON: %v\n%s", err, r.stdout)
+		}
+		return m
+	}
+
+	t.Run("utils", func(t *testing.T) {
+		r := bascule(t, nil, "utils", "find-block-device", "/run/rugix/mounts/system")
+		want := fmt.Sprintf(`{"device":"%s","parent":"%s","partition":5}`, p(5), loop)
+		if strings.TrimSpace(r.stdout) != want {
+			t.Fatalf("find-block-device: %+v, want %s", r, want)
+		}
+		r = bascule(t, nil, "utils", "resolve-partition", "6")
+		if !strings.Contains(r.stdout, `"device":"`+p(6)+`"`) {
+			t.Fatalf("resolve-partition: %+v", r)
+		}
+	})
+
+	t.Run("info", func(t *testing.T) {
+		m := info()
+		boot := m["boot"].(map[string]any)
+		if boot["bootFlow"] != "rpi-tryboot" || boot["activeGroup"] != "a" || boot["defaultGroup"] != "a" {
+			t.Fatalf("boot %v", boot)
+		}
+		if autoboot() != autobootA {
+			t.Fatal("autoboot.txt changed")
+		}
+	})
+
+	t.Run("refuses unverified", func(t *testing.T) {
+		r := bascule(t, nil, "update", "install", "--reboot", "no", bundlePath)
+		if r.code == 0 || !strings.Contains(r.stderr, "no way to verify the bundle") {
+			t.Fatalf("%+v", r)
+		}
+	})
+
+	t.Run("corrupt block", func(t *testing.T) {
+		raw, _ := os.ReadFile(bundlePath)
+		raw[len(raw)-100] ^= 0x20
+		bad := filepath.Join(work, "bad.rugixb")
+		os.WriteFile(bad, raw, 0o644)
+		r := bascule(t, nil, "update", "install", "--reboot", "no", "--bundle-hash", hash, bad)
+		if r.code != 1 || !regexp.MustCompile(`^bascule: bundle rejected: block \d+ of payload "system": `).MatchString(r.stderr) {
+			t.Fatalf("%+v", r)
+		}
+		if _, err := os.Stat("/run/rugix/mounts/data/rugix/slots/system-b/state.json"); err == nil {
+			t.Fatal("a failed install left a slot state")
+		}
+		if autoboot() != autobootA {
+			t.Fatal("a failed install changed autoboot.txt")
+		}
+	})
+
+	t.Run("install", func(t *testing.T) {
+		r := bascule(t, nil, "update", "install", "--reboot", "no", "--bundle-hash", hash, bundlePath)
+		if r.code != 0 {
+			t.Fatalf("%+v", r)
+		}
+		got := make([]byte, len(systemImg))
+		f, _ := os.Open(p(6))
+		f.ReadAt(got, 0)
+		f.Close()
+		if !bytes.Equal(got, systemImg) {
+			t.Fatal("system-b does not hold the new system")
+		}
+		// The active slot was not touched.
+		a := make([]byte, 4096)
+		f, _ = os.Open(p(5))
+		f.ReadAt(a, 1024)
+		f.Close()
+		if bytes.Contains(a, []byte("VERSION=2")) {
+			t.Fatal("system-a was written")
+		}
+		if autoboot() != autobootA {
+			t.Fatal("--reboot no changed the default")
+		}
+		// Progress as JSON lines on a non-terminal stdout.
+		if !strings.Contains(r.stdout, `{"event":"UpdateProgress","progress":`) {
+			t.Fatalf("no progress lines: %q", r.stdout)
+		}
+		slots := info()["slots"].(map[string]any)
+		sb := slots["system-b"].(map[string]any)
+		want := "sha512-256:" + fmt.Sprintf("%x", sha512_256(systemImg))
+		if sb["hashes"].(map[string]any)["sha512_256"] != want || sb["active"] != false {
+			t.Fatalf("system-b info %v, want hash %s", sb, want)
+		}
+		// The new boot partition's cmdline.txt boots system-b by PARTUUID.
+		bootDir := filepath.Join(work, "bootb")
+		os.MkdirAll(bootDir, 0o755)
+		must(t, unix.Mount(p(3), bootDir, "ext4", unix.MS_RDONLY, ""))
+		cmdline, _ := os.ReadFile(filepath.Join(bootDir, "cmdline.txt"))
+		unix.Unmount(bootDir, 0)
+		if string(cmdline) != "console=serial0,115200 rootwait panic=60 root=PARTUUID=1a2b3c4d-06 init=/usr/bin/bascule" {
+			t.Fatalf("cmdline.txt %q", cmdline)
+		}
+	})
+
+	t.Run("needs commit", func(t *testing.T) {
+		// The bootloader's default is b while a runs (a failed try fell
+		// back): installs are refused until a commit.
+		writeAutoboot(t, autobootB)
+		r := bascule(t, nil, "update", "install", "--reboot", "no", "--bundle-hash", hash, bundlePath)
+		if r.code != 1 || !strings.Contains(r.stderr, "System needs to be committed") {
+			t.Fatalf("%+v", r)
+		}
+		r = bascule(t, nil, "system", "commit")
+		if r.code != 0 || autoboot() != autobootA {
+			t.Fatalf("commit: %+v, autoboot %q", r, autoboot())
+		}
+		r = bascule(t, nil, "system", "commit")
+		if r.code != 0 || !strings.Contains(r.stderr, "already the default") {
+			t.Fatalf("second commit: %+v", r)
+		}
+	})
+
+	t.Run("locked", func(t *testing.T) {
+		f, err := os.OpenFile("/run/rugix/update-lock", os.O_CREATE|os.O_RDWR, 0o600)
+		must(t, err)
+		defer f.Close()
+		must(t, unix.Flock(int(f.Fd()), unix.LOCK_EX))
+		r := bascule(t, nil, "update", "install", "--reboot", "no", "--bundle-hash", hash, bundlePath)
+		if r.code != 1 || !strings.Contains(r.stderr, "another update or commit is running") {
+			t.Fatalf("%+v", r)
+		}
+		unix.Flock(int(f.Fd()), unix.LOCK_UN)
+	})
+
+	t.Run("wrong group", func(t *testing.T) {
+		r := bascule(t, nil, "update", "install", "--reboot", "no", "--boot-group", "a", "--bundle-hash", hash, bundlePath)
+		if r.code != 1 || !strings.Contains(r.stderr, "boot group a is the running one") {
+			t.Fatalf("%+v", r)
+		}
+		r = bascule(t, nil, "update", "install", "--reboot", "no", "--boot-group", "c", "--bundle-hash", hash, bundlePath)
+		if r.code != 1 || !strings.Contains(r.stderr, `"c"`) {
+			t.Fatalf("%+v", r)
+		}
+	})
+
+	t.Run("stdin and set", func(t *testing.T) {
+		raw, _ := os.ReadFile(bundlePath)
+		r := bascule(t, raw, "update", "install", "--reboot", "set", "--bundle-hash", hash, "-")
+		if r.code != 0 || autoboot() != autobootB {
+			t.Fatalf("%+v, autoboot %q", r, autoboot())
+		}
+		writeAutoboot(t, autobootA)
+	})
+}
+
+func writeAutoboot(t *testing.T, s string) {
+	t.Helper()
+	must(t, unix.Mount("", "/run/rugix/mounts/config", "", unix.MS_REMOUNT, ""))
+	must(t, os.WriteFile("/run/rugix/mounts/config/autoboot.txt", []byte(s), 0o644))
+	must(t, unix.Mount("", "/run/rugix/mounts/config", "", unix.MS_REMOUNT|unix.MS_RDONLY, ""))
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
