@@ -284,6 +284,78 @@ block-encoding = { chunker = "casync-16", deduplicate = true, compression = { ty
 		}
 	})
 
+	t.Run("slots", func(t *testing.T) {
+		if r := bascule(t, nil, "slots", "verify", "system-b"); r.code != 0 || !strings.Contains(r.stderr, "OK") {
+			t.Fatalf("verify: %+v", r)
+		}
+		if r := bascule(t, nil, "slots", "create-index", "system-b", "casync-64", "sha512-256"); r.code != 0 {
+			t.Fatalf("create-index: %+v", r)
+		}
+		ix := "/run/rugix/mounts/data/rugix/slots/system-b/casync-64_sha512-256.rugix-block-index"
+		if _, err := os.Stat(ix); err != nil {
+			t.Fatal(err)
+		}
+		r := bascule(t, nil, "slots", "inspect", "system-b")
+		if !strings.Contains(r.stdout, "index: casync-64 sha512-256 "+ix) || !strings.Contains(r.stdout, "hash: sha512-256:") {
+			t.Fatalf("inspect: %+v", r)
+		}
+		if r := bascule(t, nil, "slots", "verify", "system-a"); r.code != 1 || !strings.Contains(r.stderr, "nothing to verify") {
+			t.Fatalf("verify of a slot without state: %+v", r)
+		}
+		if r := bascule(t, nil, "boot", "mark-good"); r.code != 1 || !strings.Contains(r.stderr, "no notion of good") {
+			t.Fatalf("mark-good: %+v", r)
+		}
+		// A changed byte in the slot is found.
+		f, err := os.OpenFile(p(6), os.O_RDWR, 0)
+		must(t, err)
+		b := make([]byte, 1)
+		f.ReadAt(b, 5000)
+		f.WriteAt([]byte{b[0] ^ 1}, 5000)
+		f.Sync()
+		if r := bascule(t, nil, "slots", "verify", "system-b"); r.code != 1 || !strings.Contains(r.stderr, "content changed") {
+			t.Fatalf("verify after tampering: %+v", r)
+		}
+		f.WriteAt(b, 5000)
+		f.Close()
+	})
+
+	t.Run("signed", func(t *testing.T) {
+		pki := filepath.Join(work, "pki")
+		os.MkdirAll(pki, 0o755)
+		root, signed := signBundle(t, pki, bundlePath)
+		other, _ := signBundle(t, filepath.Join(work, "pki2"), bundlePath)
+		r := bascule(t, nil, "update", "install", "--reboot", "no", "--root-cert", other, signed)
+		if r.code != 1 || !strings.Contains(r.stderr, "bundle rejected: ") || !strings.Contains(r.stderr, "unknown authority") {
+			t.Fatalf("wrong root: %+v", r)
+		}
+		r = bascule(t, nil, "update", "install", "--reboot", "no", "--root-cert", root, bundlePath)
+		if r.code != 1 || !strings.Contains(r.stderr, "not signed") {
+			t.Fatalf("unsigned with a root: %+v", r)
+		}
+		r = bascule(t, nil, "update", "install", "--reboot", "no", "--root-cert", root, signed)
+		if r.code != 0 || autoboot() != autobootA {
+			t.Fatalf("signed: %+v", r)
+		}
+	})
+
+	t.Run("incremental", func(t *testing.T) {
+		idir := filepath.Join(work, "inc")
+		os.MkdirAll(filepath.Join(idir, "payloads"), 0o755)
+		os.WriteFile(filepath.Join(idir, "payloads", "hello"), []byte("hello\n"), 0o644)
+		out := filepath.Join(work, "inc.txt")
+		os.WriteFile(filepath.Join(idir, "rugix-bundle.toml"), []byte(`update-type = "incremental"
+[[payloads]]
+filename = "hello"
+delivery = { type = "execute", handler = ["/bin/sh", "-c", "cat > `+out+`; echo $RUGIX_BOOT_GROUP >> `+out+`"] }
+`), 0o644)
+		ih := buildBundle(t, idir, filepath.Join(work, "inc.rugixb"))
+		r := bascule(t, nil, "update", "install", "--bundle-hash", ih, filepath.Join(work, "inc.rugixb"))
+		got, _ := os.ReadFile(out)
+		if r.code != 0 || string(got) != "hello\nb\n" || autoboot() != autobootA {
+			t.Fatalf("incremental: %+v, handler wrote %q", r, got)
+		}
+	})
+
 	t.Run("needs commit", func(t *testing.T) {
 		// The bootloader's default is b while a runs (a failed try fell
 		// back): installs are refused until a commit.
