@@ -12,6 +12,8 @@ check openssl openssl
 check qemu-arm-static qemu-user-static
 check git git
 check sfdisk fdisk
+check fw_printenv "u-boot-tools libubootenv-tool"
+check grub-editenv grub-common
 if [ -n "$need" ]; then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -76,7 +78,7 @@ func openDevice() (*device, error) {
 		return nil, err
 	}
 	kind := ""
-	env := bootflow.Env{ConfigDir: d.configDir, Remount: d.remountConfig, BootSlot: d.bootSlot, RootPartUUID: d.rootPartUUID}
+	env := bootflow.Env{ConfigDir: d.configDir, Remount: d.remountConfig, BootSlot: d.bootSlot, RootPartUUID: d.rootPartUUID, RebootFn: orderlyReboot}
 	if bf := cfg.BootFlow; bf != nil {
 		kind = bf.Type
 		env.Controller = bf.Controller
@@ -150,6 +152,40 @@ func (d *device) rootPartUUID(group string) (string, error) {
 		return "", fmt.Errorf("slot %s: no partition %d on the root disk", s.Name, s.Partition)
 	}
 	return p.UUID, nil
+}
+
+// orderlyReboot restarts the machine through the init system when bascule
+// is not PID 1, so that services stop and file systems unmount: `reboot`
+// for a plain restart, and for a restart with an argument ("0 tryboot")
+// systemd's `systemctl reboot --reboot-argument`. Where neither can pass
+// the argument (BusyBox init), it syncs and calls reboot(2) itself, which
+// is what the Raspberry Pi firmware needs to see.
+func orderlyReboot(cmd uint32, arg string) error {
+	if os.Getpid() != 1 {
+		var argv []string
+		if arg == "" {
+			argv = []string{"reboot"}
+		} else if _, err := exec.LookPath("systemctl"); err == nil && isDir("/run/systemd/system") {
+			argv = []string{"systemctl", "reboot", "--reboot-argument=" + arg}
+		}
+		if argv != nil {
+			if path, err := exec.LookPath(argv[0]); err == nil {
+				c := exec.Command(path, argv[1:]...)
+				c.Stdout, c.Stderr = os.Stdout, os.Stderr
+				if err := c.Run(); err != nil {
+					return fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+				}
+				return nil
+			}
+		}
+	}
+	unix.Sync()
+	return bootflow.SysReboot(cmd, arg)
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 // defaultGroup is what the bootloader boots next.

@@ -46,7 +46,7 @@ type Env struct {
 	Remount      func(rw bool) error                // remount the config partition rw for a write and back ro; nil: no-op
 	BootSlot     func(group string) (string, error) // block device of the group's boot slot (for PostInstall)
 	RootPartUUID func(group string) (string, error) // PARTUUID of the group's system slot, e.g. "1a2b3c4d-05" or a GPT GUID
-	KeepInit     bool                               // PostInstall keeps a user's own init= in cmdline.txt (rugix/rugix#125)
+	KeepInit     bool                               // PostInstall keeps a user's own init= (cmdline.txt, boot.grubenv; rugix/rugix#125)
 	InitPath     string                             // init= written into cmdline.txt, default /usr/bin/bascule
 	FwEnvConfig  string                             // uboot flow: default /etc/fw_env.config
 	Controller   string                             // custom flow: the controller executable
@@ -84,7 +84,7 @@ func New(kind string, env Env) (Flow, error) {
 		env.Vcio = "/dev/vcio"
 	}
 	if env.RebootFn == nil {
-		env.RebootFn = sysReboot
+		env.RebootFn = SysReboot
 	}
 	if kind == "" {
 		var err error

@@ -13,9 +13,9 @@ const (
 	rebootRestart2 uint32 = unix.LINUX_REBOOT_CMD_RESTART2
 )
 
-// sysReboot calls reboot(2) directly. x/sys/unix.Reboot cannot pass the
+// SysReboot calls reboot(2) directly. x/sys/unix.Reboot cannot pass the
 // argument RESTART2 needs ("0 tryboot"), hence the raw syscall.
-func sysReboot(cmd uint32, arg string) error {
+func SysReboot(cmd uint32, arg string) error {
 	var p *byte
 	if arg != "" {
 		var err error
