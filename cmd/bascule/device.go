@@ -82,6 +82,7 @@ func openDevice() (*device, error) {
 	if bf := cfg.BootFlow; bf != nil {
 		kind = bf.Type
 		env.Controller = bf.Controller
+		env.KeepInit = bf.KeepInit
 	}
 	for _, g := range sys.Groups {
 		env.Groups = append(env.Groups, g.Name)

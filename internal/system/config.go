@@ -118,6 +118,9 @@ type BootFlowConfig struct {
 	BootPartB       int               // mender-*; default 3
 	Controller      string            // custom, required
 	Entries         map[string]string // systemd-boot: group -> entry id, required
+	// KeepInit (rpi-*, Bascule extension) keeps a user's own init= when
+	// cmdline.txt is patched after an install (rugix/rugix#125).
+	KeepInit bool
 }
 
 // DefaultConfig is the configuration of a system without system.toml.
@@ -199,6 +202,7 @@ type rawBootFlow struct {
 	BootPartB       *uint32           `toml:"boot-part-b"`
 	Controller      *string           `toml:"controller"`
 	Entries         map[string]string `toml:"entries"`
+	KeepInit        *bool             `toml:"keep-init"`
 }
 
 // Keys each variant of a tagged table uses; the others are warned about.
@@ -215,6 +219,8 @@ var (
 		"mender-uboot": {"type", "boot-dir", "boot-part-a", "boot-part-b"},
 		"custom":       {"type", "controller"},
 		"systemd-boot": {"type", "entries"},
+		"rpi-tryboot":  {"type", "keep-init"},
+		"rpi-uboot":    {"type", "keep-init"},
 	}
 	driverKeys = map[string][]string{
 		"plaintext-ext4":   {"type", "label", "additional-options"},
@@ -599,6 +605,8 @@ func (p *parser) bootFlow(r *rawBootFlow) (*BootFlowConfig, error) {
 		b.BootDir = deref(r.BootDir, "/boot")
 		b.BootPartA = int(deref(r.BootPartA, 2))
 		b.BootPartB = int(deref(r.BootPartB, 3))
+	case "rpi-tryboot", "rpi-uboot":
+		b.KeepInit = deref(r.KeepInit, false)
 	case "custom":
 		if r.Controller == nil || *r.Controller == "" {
 			return nil, p.errorf(key("controller"), "required for the custom boot flow")

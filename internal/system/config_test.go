@@ -372,3 +372,14 @@ func TestLoadCtrlConfigFile(t *testing.T) {
 		t.Fatalf("%+v %v", c, err)
 	}
 }
+
+func TestKeepInit(t *testing.T) {
+	cfg, warns, err := ParseConfig([]byte("[boot-flow]\ntype = \"rpi-tryboot\"\nkeep-init = true\n"), "system.toml")
+	if err != nil || len(warns) != 0 || !cfg.BootFlow.KeepInit {
+		t.Fatalf("%+v %v %v", cfg.BootFlow, warns, err)
+	}
+	_, warns, err = ParseConfig([]byte("[boot-flow]\ntype = \"grub\"\nkeep-init = true\n"), "system.toml")
+	if err != nil || len(warns) != 1 || !strings.Contains(warns[0], "keep-init") {
+		t.Fatalf("keep-init on grub: %v %v", warns, err)
+	}
+}
