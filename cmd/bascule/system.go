@@ -40,13 +40,16 @@ func cmdSystemInfo(args []string) error {
 		},
 		Warn: warn,
 	})
+	if fw, ok := d.flow.(bootflow.FirmwareInfo); ok && info.Boot != nil {
+		if tryboot, part, ok := fw.Firmware(); ok {
+			info.Boot.Firmware = &system.FirmwareInfo{Partition: part, Tryboot: tryboot}
+		}
+	}
 	if err := info.WriteSummary(os.Stderr); err != nil {
 		return err
 	}
-	if fw, ok := d.flow.(bootflow.FirmwareInfo); ok {
-		if tryboot, part, ok := fw.Firmware(); ok {
-			fmt.Fprintf(os.Stderr, "Firmware: booted partition %d (tryboot %v)\n", part, tryboot)
-		}
+	if f := info.Boot; f != nil && f.Firmware != nil {
+		fmt.Fprintf(os.Stderr, "Firmware: booted partition %d (tryboot %v)\n", f.Firmware.Partition, f.Firmware.Tryboot)
 	}
 	if *asJSON || !progress.IsTerminal(os.Stdout) {
 		return printJSON(info, false)

@@ -44,6 +44,16 @@ type BootInfo struct {
 	ActiveGroup  string // "" if unknown
 	DefaultGroup string // "" if unknown
 	Groups       []string
+	// Firmware is what the Raspberry Pi firmware says it booted (from
+	// /proc/device-tree/chosen/bootloader), a cross-check of ActiveGroup.
+	// Bascule extension: the "firmware" key is absent when unknown.
+	Firmware *FirmwareInfo
+}
+
+// FirmwareInfo is the firmware's own account of the boot.
+type FirmwareInfo struct {
+	Partition int
+	Tryboot   bool
 }
 
 // StateInfo is the state management part of the report.
@@ -179,7 +189,15 @@ func (i *Info) MarshalJSON() ([]byte, error) {
 			writeJSON(&b, g)
 			b.WriteString(`:{}`)
 		}
-		b.WriteString(`}}`)
+		b.WriteString(`}`)
+		if f := i.Boot.Firmware; f != nil {
+			b.WriteString(`,"firmware":{"partition":`)
+			writeJSON(&b, f.Partition)
+			b.WriteString(`,"tryboot":`)
+			writeJSON(&b, f.Tryboot)
+			b.WriteString(`}`)
+		}
+		b.WriteString(`}`)
 	}
 	b.WriteString(`,"state":{"status":`)
 	writeJSON(&b, i.State.Status)

@@ -137,3 +137,12 @@ func TestInfoUnknownActive(t *testing.T) {
 		t.Errorf("summary %q", b.String())
 	}
 }
+
+func TestInfoFirmware(t *testing.T) {
+	i := &Info{Boot: &BootInfo{BootFlow: "rpi-tryboot", ActiveGroup: "b", Groups: []string{"a", "b"}, Firmware: &FirmwareInfo{Partition: 3, Tryboot: true}}, State: StateInfo{Status: StatusDisabled}}
+	b, err := i.MarshalJSON()
+	want := `{"slots":{},"boot":{"bootFlow":"rpi-tryboot","activeGroup":"b","groups":{"a":{},"b":{}},"firmware":{"partition":3,"tryboot":true}},"state":{"status":"Disabled"}}`
+	if err != nil || string(b) != want {
+		t.Fatalf("got %s\nwant %s", b, want)
+	}
+}
