@@ -31,6 +31,7 @@ type Table struct {
 	first  []int32 // per block: first block with the same hash
 	size   []int64 // per stored block: bytes in the payload data
 	offset []int64 // per stored block: offset in the payload data
+	last   []int32 // per block: the last repeat of it, or -1
 }
 
 // Blocks is the number of blocks of the decoded payload.
@@ -84,6 +85,7 @@ func NewTable(spec chunker.Spec, alg hashes.Algorithm, dedup bool, compression s
 	n := len(t.Hashes) / hs
 	t.stored = make([]int32, n)
 	t.first = make([]int32, n)
+	t.last = make([]int32, n)
 	firstOf := make(map[string]int32, n)
 	for k := 0; k < n; k++ {
 		key := string(t.Hash(k))
@@ -93,8 +95,10 @@ func NewTable(spec chunker.Spec, alg hashes.Algorithm, dedup bool, compression s
 			firstOf[key] = f
 		}
 		t.first[k] = f
+		t.last[k] = -1
 		if ok && dedup {
 			t.stored[k] = -1
+			t.last[f] = int32(k)
 			continue
 		}
 		t.stored[k] = int32(len(t.size))
@@ -134,6 +138,9 @@ func NewTable(spec chunker.Spec, alg hashes.Algorithm, dedup bool, compression s
 	}
 	return t, nil
 }
+
+// repeatCache bounds the memory spent on keeping blocks for their repeats.
+var repeatCache = 8 << 20
 
 // BlockError says which block failed and why.
 type BlockError struct {
@@ -236,6 +243,11 @@ func Decode(src io.Reader, t *Table, w io.Writer, o DecodeOptions) (*DecodeResul
 	res := &DecodeResult{}
 	offsets := make([]int64, len(t.stored)) // decoded offset of each block
 	lengths := make([]int32, len(t.stored))
+	// Blocks that repeat later are kept (verified, in memory) until their
+	// last repeat, within a budget: repeats, mostly runs of zeros, then cost
+	// neither a read back nor a second hash.
+	cache := map[int32][]byte{}
+	cached := 0
 	var err error
 	var buf []byte
 	for j := range order {
@@ -244,7 +256,19 @@ func Decode(src io.Reader, t *Table, w io.Writer, o DecodeOptions) (*DecodeResul
 			err = j.err
 			out := j.out
 			if err == nil && t.stored[j.k] < 0 {
-				out, err = t.repeat(j.k, offsets, lengths, &buf, o)
+				f := t.first[j.k]
+				if c, ok := cache[f]; ok {
+					out = c
+					if t.last[f] == int32(j.k) {
+						delete(cache, f)
+						cached -= len(c)
+					}
+				} else {
+					out, err = t.repeat(j.k, offsets, lengths, &buf, o)
+				}
+			} else if err == nil && t.last[j.k] >= 0 && cached+len(out) <= repeatCache {
+				cache[int32(j.k)] = append([]byte(nil), out...)
+				cached += len(out)
 			}
 			if err == nil {
 				offsets[j.k], lengths[j.k] = res.Size, int32(len(out))
