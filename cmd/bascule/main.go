@@ -11,9 +11,13 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"syscall"
+	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/bascule-ota/bascule/internal/bootflow"
 	"github.com/bascule-ota/bascule/internal/cli"
+	"github.com/bascule-ota/bascule/internal/initmode"
 	"github.com/bascule-ota/bascule/internal/version"
 )
 
@@ -37,6 +41,9 @@ func init() {
 		{"slots verify", "slots verify <slot>", "re-hash an immutable slot and compare with what was installed", cmdSlotsVerify},
 		{"boot mark-good", "boot mark-good [group]", "mark a boot group good (flows that support it)", cmdBootMark(true)},
 		{"boot mark-bad", "boot mark-bad <group>", "mark a boot group bad (flows that support it)", cmdBootMark(false)},
+		{"state reset", "state reset [--backup] [--backup-name NAME]", "reset the state at the next boot (reboots now)", cmdStateReset},
+		{"state overlay force-persist", "state overlay force-persist true|false", "keep a discarded overlay across boots (or stop keeping it)", cmdStateForcePersist},
+		{"data wipe", "data wipe --yes [--no-reboot]", "erase the data partition at the next boot (reboots now)", cmdDataWipe},
 		{"utils find-block-device", "utils find-block-device <path>", "print the block device behind a path as JSON", cmdFindBlockDevice},
 		{"utils is-mount-point", "utils is-mount-point <path>", "print true or false", cmdIsMountPoint},
 		{"utils resolve-partition", "utils resolve-partition [--disk D] <n>", "print partition n of the root disk (or D) as JSON", cmdResolvePartition},
@@ -90,15 +97,19 @@ func main() {
 	os.Exit(2)
 }
 
-// initMode runs when the kernel starts bascule as PID 1. The pre-init
-// (mounting config and data, overlay, hand-over) is not in this version;
-// rather than leave the device unbootable, hand over to the real init at
-// once.
+// initMode runs when the kernel starts bascule as PID 1: pre-init, then
+// the real init (internal/initmode; docs/init.md). Run returns only when
+// no init at all could be started. PID 1 must not exit (the kernel would
+// panic), so the machine reboots after time to read the console.
 func initMode() {
-	fmt.Fprintln(os.Stderr, "bascule: pre-init is not implemented in this version; starting /sbin/init")
-	err := syscall.Exec("/sbin/init", []string{"/sbin/init"}, os.Environ())
-	fmt.Fprintf(os.Stderr, "bascule: exec /sbin/init: %v\n", err)
-	select {} // PID 1 must not exit
+	err := initmode.Run(initmode.Options{Args: os.Args[1:]})
+	fmt.Fprintf(os.Stderr, "bascule: %v\nbascule: rebooting in 30 seconds\n", err)
+	time.Sleep(30 * time.Second)
+	unix.Sync()
+	if err := bootflow.SysReboot(unix.LINUX_REBOOT_CMD_RESTART, ""); err != nil {
+		fmt.Fprintf(os.Stderr, "bascule: %v\n", err)
+	}
+	select {}
 }
 
 func parse(synopsis string, fs *flag.FlagSet, args []string, minArgs, maxArgs int) ([]string, error) {
