@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,34 +16,10 @@ import (
 	"github.com/bascule-ota/bascule/internal/stlv"
 )
 
-// parse parses a command's flags; --help prints the usage and stops.
-func parse(name, synopsis string, fs *flag.FlagSet, args []string, minArgs, maxArgs int) ([]string, error) {
-	pos, err := cli.Parse(fs, args, minArgs, maxArgs)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Print(cli.Usage(fs, "bascule-bundler "+synopsis))
-	}
-	return pos, err
-}
-
-func synopsis(name string) string {
-	for _, c := range commands {
-		if c.name == name {
-			return c.synopsis
-		}
-	}
-	return name
-}
-
-func printJSON(v any) error {
-	enc := json.NewEncoder(os.Stdout)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
 func cmdBundle(args []string) error {
 	fs := flag.NewFlagSet("bundle", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
-	pos, err := parse("bundle", synopsis("bundle"), fs, args, 2, 2)
+	pos, err := tool.Parse("bundle", fs, args, 2, 2)
 	if err != nil {
 		return err
 	}
@@ -63,7 +37,7 @@ func cmdBundle(args []string) error {
 		return fmt.Errorf("bundle %s: %w", pos[0], err)
 	}
 	if *asJSON {
-		return printJSON(map[string]string{"bundle": pos[1], "headerHash": d.String()})
+		return cli.PrintJSON(map[string]string{"bundle": pos[1], "headerHash": d.String()}, true)
 	}
 	fmt.Println(d)
 	return nil
@@ -103,7 +77,7 @@ func openBundle(path, verify string) (*bundle.Reader, *os.File, error) {
 
 func cmdHash(args []string) error {
 	fs := flag.NewFlagSet("hash", flag.ContinueOnError)
-	pos, err := parse("hash", synopsis("hash"), fs, args, 1, 1)
+	pos, err := tool.Parse("hash", fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -210,7 +184,7 @@ func cmdInspect(args []string) error {
 	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
 	verify := fs.String("verify-bundle", "", "expected header hash (sha512-256:<hex>); refuse the bundle otherwise")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse("inspect", synopsis("inspect"), fs, args, 1, 1)
+	pos, err := tool.Parse("inspect", fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -234,7 +208,7 @@ func cmdInspect(args []string) error {
 		}
 	}
 	if *asJSON {
-		return printJSON(info)
+		return cli.PrintJSON(info, true)
 	}
 	printInfo(info)
 	return nil
@@ -244,7 +218,7 @@ func cmdVerify(args []string) error {
 	fs := flag.NewFlagSet("verify", flag.ContinueOnError)
 	verify := fs.String("verify-bundle", "", "expected header hash (sha512-256:<hex>)")
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse("verify", synopsis("verify"), fs, args, 1, 1)
+	pos, err := tool.Parse("verify", fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -280,7 +254,7 @@ func cmdVerify(args []string) error {
 	bar.Done()
 	info.Verified = true
 	if *asJSON {
-		return printJSON(info)
+		return cli.PrintJSON(info, true)
 	}
 	printInfo(info)
 	fmt.Println("OK: every hash verified")
@@ -325,7 +299,7 @@ func (r flushingReaderAt) ReadAt(p []byte, off int64) (int, error) {
 func cmdExtract(args []string) error {
 	fs := flag.NewFlagSet("extract", flag.ContinueOnError)
 	verify := fs.String("verify-bundle", "", "expected header hash (sha512-256:<hex>)")
-	pos, err := parse("extract", synopsis("extract"), fs, args, 3, 3)
+	pos, err := tool.Parse("extract", fs, args, 3, 3)
 	if err != nil {
 		return err
 	}
@@ -365,7 +339,7 @@ func cmdExtract(args []string) error {
 func cmdUnpack(args []string) error {
 	fs := flag.NewFlagSet("unpack", flag.ContinueOnError)
 	verify := fs.String("verify-bundle", "", "expected header hash (sha512-256:<hex>)")
-	pos, err := parse("unpack", synopsis("unpack"), fs, args, 2, 2)
+	pos, err := tool.Parse("unpack", fs, args, 2, 2)
 	if err != nil {
 		return err
 	}
@@ -430,7 +404,7 @@ func cmdUnpack(args []string) error {
 
 func cmdPrintStructure(args []string) error {
 	fs := flag.NewFlagSet("print-structure", flag.ContinueOnError)
-	pos, err := parse("print-structure", synopsis("print-structure"), fs, args, 1, 1)
+	pos, err := tool.Parse("print-structure", fs, args, 1, 1)
 	if err != nil {
 		return err
 	}

@@ -4,77 +4,36 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
+	"github.com/bascule-ota/bascule/internal/cli"
 	"os"
-	"strings"
 
 	"github.com/bascule-ota/bascule/internal/version"
 )
 
-type command struct {
-	name     string
-	synopsis string
-	summary  string
-	run      func(args []string) error
-}
-
-var commands []command
+// tool is the bascule-bundler command line.
+var tool = &cli.Tool{Name: "bascule-bundler", Title: "build, sign and check Bascule/Rugix update bundles", Version: version.String()}
 
 func init() {
-	commands = []command{
-		{"bundle", "bundle [--json] <bundle-dir> <out.rugixb>", "build a bundle from a directory (rugix-bundle.toml + payloads/); prints the header hash", cmdBundle},
-		{"hash", "hash <bundle>", "print the bundle's header hash", cmdHash},
-		{"inspect", "inspect [--verify-bundle H] [--json] <bundle>", "list the payloads of a bundle", cmdInspect},
-		{"verify", "verify [--verify-bundle H] [--json] <bundle>", "check every hash of a bundle (header, payload headers, blocks, files); writes nothing", cmdVerify},
-		{"extract", "extract [--verify-bundle H] <bundle> <payload-index> <dst>", "write one decoded, verified payload to a file", cmdExtract},
-		{"unpack", "unpack [--verify-bundle H] <bundle> <dir>", "recreate the bundle directory (needs the embedded manifest)", cmdUnpack},
-		{"signatures", "signatures prepare|add|sign|list|verify ...", "sign bundles and check their signatures (run 'signatures help')", cmdSignatures},
-		{"keys", "keys create-ca|create-signer ...", "create a root CA and signing certificates (run 'keys help')", cmdKeys},
-		{"print-structure", "print-structure <bundle>", "dump the STLV atoms of a bundle (debugging)", cmdPrintStructure},
-		{"version", "version", "print the version", func([]string) error { fmt.Println(version.String()); return nil }},
+	tool.Commands = []cli.Command{
+		{Path: "bundle", Synopsis: "bundle [--json] <bundle-dir> <out.rugixb>", Summary: "build a bundle from a directory (rugix-bundle.toml + payloads/); prints the header hash", Run: cmdBundle},
+		{Path: "hash", Synopsis: "hash <bundle>", Summary: "print the bundle's header hash", Run: cmdHash},
+		{Path: "inspect", Synopsis: "inspect [--verify-bundle H] [--json] <bundle>", Summary: "list the payloads of a bundle", Run: cmdInspect},
+		{Path: "verify", Synopsis: "verify [--verify-bundle H] [--json] <bundle>", Summary: "check every hash of a bundle (header, payload headers, blocks, files); writes nothing", Run: cmdVerify},
+		{Path: "extract", Synopsis: "extract [--verify-bundle H] <bundle> <payload-index> <dst>", Summary: "write one decoded, verified payload to a file", Run: cmdExtract},
+		{Path: "unpack", Synopsis: "unpack [--verify-bundle H] <bundle> <dir>", Summary: "recreate the bundle directory (needs the embedded manifest)", Run: cmdUnpack},
+		{Path: "signatures prepare", Synopsis: "signatures prepare <bundle> <out>", Summary: "write the bytes to sign (the signed metadata) for signing with openssl or an HSM", Run: sigPrepare},
+		{Path: "signatures add", Synopsis: "signatures add <bundle> <cms.der> <out>", Summary: "add a CMS signature made elsewhere (checked against the bundle first)", Run: sigAdd},
+		{Path: "signatures sign", Synopsis: "signatures sign [--intermediate-cert C]... [--rsa-pss] <bundle> <cert> <key> <out>", Summary: "sign natively and add the signature", Run: sigSign},
+		{Path: "signatures list", Synopsis: "signatures list [--json] <bundle>", Summary: "show the signatures of a bundle", Run: sigList},
+		{Path: "signatures verify", Synopsis: "signatures verify [--json] [--at TIME] <bundle> <root-cert>...", Summary: "check that a signature chains to a trusted root (file or directory), as a device does", Run: sigVerify},
+		{Path: "keys create-ca", Synopsis: "keys create-ca [--algorithm A] [--name CN] [--days N] --out-cert F --out-key F", Summary: "create a root CA certificate and key", Run: keysCreateCA},
+		{Path: "keys create-signer", Synopsis: "keys create-signer --ca-cert F --ca-key F [--intermediate] [--algorithm A] [--name CN] [--days N] [--eku LIST] --out-cert F --out-key F", Summary: "create a bundle-signing certificate (or an intermediate CA) issued by a CA", Run: keysCreateSigner},
+		{Path: "print-structure", Synopsis: "print-structure <bundle>", Summary: "dump the STLV atoms of a bundle (debugging)", Run: cmdPrintStructure},
+		{Path: "version", Synopsis: "version", Summary: "print the version", Run: func([]string) error { fmt.Println(version.String()); return nil }},
 	}
-}
-
-func usage() string {
-	var b strings.Builder
-	b.WriteString("bascule-bundler " + version.String() + ": build and check Bascule/Rugix update bundles\n\nusage: bascule-bundler <command> [flags] [args]\n\ncommands:\n")
-	for _, c := range commands {
-		fmt.Fprintf(&b, "  %-16s %s\n", c.name, c.summary)
-	}
-	b.WriteString("\nRun 'bascule-bundler <command> --help' for the flags of a command.\n")
-	return b.String()
 }
 
 func main() {
-	args := os.Args[1:]
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, usage())
-		os.Exit(2)
-	}
-	switch args[0] {
-	case "-h", "--help", "help":
-		fmt.Print(usage())
-		return
-	case "--version", "-V":
-		fmt.Println(version.String())
-		return
-	}
-	for _, c := range commands {
-		if c.name != args[0] {
-			continue
-		}
-		err := c.run(args[1:])
-		if errors.Is(err, flag.ErrHelp) {
-			return
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "bascule-bundler: %v\n", err)
-			os.Exit(1)
-		}
-		return
-	}
-	fmt.Fprintf(os.Stderr, "bascule-bundler: unknown command %q\n\n%s", args[0], usage())
-	os.Exit(2)
+	os.Exit(tool.Main(os.Args[1:]))
 }

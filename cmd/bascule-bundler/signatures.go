@@ -13,59 +13,9 @@ import (
 	"time"
 
 	"github.com/bascule-ota/bascule/internal/bundle"
+	"github.com/bascule-ota/bascule/internal/cli"
 	"github.com/bascule-ota/bascule/internal/sign"
 )
-
-// Subcommands of `signatures` (in the shapes of rugix-bundler) and of
-// `keys`; set in init because their functions refer to them for --help.
-var signatureCommands, keyCommands []command
-
-func init() {
-	signatureCommands = []command{
-		{"prepare", "signatures prepare <bundle> <out>", "write the bytes to sign (the signed metadata) for signing with openssl or an HSM", sigPrepare},
-		{"add", "signatures add <bundle> <cms.der> <out>", "add a CMS signature made elsewhere (checked against the bundle first)", sigAdd},
-		{"sign", "signatures sign [--intermediate-cert C]... [--rsa-pss] <bundle> <cert> <key> <out>", "sign natively and add the signature", sigSign},
-		{"list", "signatures list [--json] <bundle>", "show the signatures of a bundle", sigList},
-		{"verify", "signatures verify [--json] [--at TIME] <bundle> <root-cert>...", "check that a signature chains to a trusted root (file or directory), as a device does", sigVerify},
-	}
-	keyCommands = []command{
-		{"create-ca", "keys create-ca [--algorithm A] [--name CN] [--days N] --out-cert F --out-key F", "create a root CA certificate and key", keysCreateCA},
-		{"create-signer", "keys create-signer --ca-cert F --ca-key F [--intermediate] [--algorithm A] [--name CN] [--days N] [--eku LIST] --out-cert F --out-key F", "create a bundle-signing certificate (or an intermediate CA) issued by a CA", keysCreateSigner},
-	}
-}
-
-func cmdSignatures(args []string) error { return subcommand("signatures", signatureCommands, args) }
-
-func cmdKeys(args []string) error { return subcommand("keys", keyCommands, args) }
-
-// subcommand dispatches "<group> <sub> args".
-func subcommand(group string, subs []command, args []string) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Printf("usage: bascule-bundler %s <command> [flags] [args]\n\ncommands:\n", group)
-		for _, c := range subs {
-			fmt.Printf("  %-14s %s\n", c.name, c.summary)
-		}
-		if len(args) == 0 {
-			return fmt.Errorf("%s: missing command", group)
-		}
-		return nil
-	}
-	for _, c := range subs {
-		if c.name == args[0] {
-			return c.run(args[1:])
-		}
-	}
-	return fmt.Errorf("%s: unknown command %q (see 'bascule-bundler %s help')", group, args[0], group)
-}
-
-func subSynopsis(subs []command, name string) string {
-	for _, c := range subs {
-		if c.name == name {
-			return c.synopsis
-		}
-	}
-	return name
-}
 
 // readBundleHeader opens a bundle just far enough to know its header and
 // signatures.
@@ -80,7 +30,7 @@ func readBundleHeader(path string) (*bundle.Reader, error) {
 
 func sigPrepare(args []string) error {
 	fs := flag.NewFlagSet("signatures prepare", flag.ContinueOnError)
-	pos, err := parse("prepare", subSynopsis(signatureCommands, "prepare"), fs, args, 2, 2)
+	pos, err := tool.Parse("signatures prepare", fs, args, 2, 2)
 	if err != nil {
 		return err
 	}
@@ -110,7 +60,7 @@ func readCMS(path string) ([]byte, error) {
 
 func sigAdd(args []string) error {
 	fs := flag.NewFlagSet("signatures add", flag.ContinueOnError)
-	pos, err := parse("add", subSynopsis(signatureCommands, "add"), fs, args, 3, 3)
+	pos, err := tool.Parse("signatures add", fs, args, 3, 3)
 	if err != nil {
 		return err
 	}
@@ -142,7 +92,7 @@ func sigSign(args []string) error {
 	var inter multiFlag
 	fs.Var(&inter, "intermediate-cert", "intermediate `certificate` to embed (repeatable; certificates after the first in <cert> are embedded too)")
 	pss := fs.Bool("rsa-pss", false, "sign with RSASSA-PSS instead of PKCS#1 v1.5 (RSA keys)")
-	pos, err := parse("sign", subSynopsis(signatureCommands, "sign"), fs, args, 4, 4)
+	pos, err := tool.Parse("signatures sign", fs, args, 4, 4)
 	if err != nil {
 		return err
 	}
@@ -243,7 +193,7 @@ func describeSignature(i int, der []byte, r *bundle.Reader) signatureJSON {
 func sigList(args []string) error {
 	fs := flag.NewFlagSet("signatures list", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := parse("list", subSynopsis(signatureCommands, "list"), fs, args, 1, 1)
+	pos, err := tool.Parse("signatures list", fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -256,7 +206,7 @@ func sigList(args []string) error {
 		list = append(list, describeSignature(i, der, r))
 	}
 	if *asJSON {
-		return printJSON(map[string]any{"headerHash": r.HeaderHash.String(), "signatures": list})
+		return cli.PrintJSON(map[string]any{"headerHash": r.HeaderHash.String(), "signatures": list}, true)
 	}
 	fmt.Printf("Header hash: %s\nSignatures:  %d\n", r.HeaderHash, len(list))
 	for _, s := range list {
@@ -297,7 +247,7 @@ func sigVerify(args []string) error {
 	fs := flag.NewFlagSet("signatures verify", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON")
 	at := fs.String("at", "", "check certificate validity at this time instead of now (2006-01-02 or RFC 3339)")
-	pos, err := parse("verify", subSynopsis(signatureCommands, "verify"), fs, args, 2, -1)
+	pos, err := tool.Parse("signatures verify", fs, args, 2, -1)
 	if err != nil {
 		return err
 	}
@@ -334,8 +284,8 @@ func sigVerify(args []string) error {
 		for _, e := range res.Rejected {
 			rejected = append(rejected, e.Error())
 		}
-		return printJSON(map[string]any{"headerHash": r.HeaderHash.String(), "verified": true, "signature": res.Index + 1,
-			"chain": chain, "warnings": append([]string{}, res.Warnings...), "rejected": rejected})
+		return cli.PrintJSON(map[string]any{"headerHash": r.HeaderHash.String(), "verified": true, "signature": res.Index + 1,
+			"chain": chain, "warnings": append([]string{}, res.Warnings...), "rejected": rejected}, true)
 	}
 	for _, e := range res.Rejected {
 		fmt.Printf("rejected %v\n", e)
@@ -401,7 +351,7 @@ func keysCreateCA(args []string) error {
 	days := fs.Int("days", 0, "validity in days (default 20 years)")
 	outCert := fs.String("out-cert", "", "where to write the root certificate (PEM); required")
 	outKey := fs.String("out-key", "", "where to write the root private key (PEM, mode 0600); required")
-	if _, err := parse("create-ca", subSynopsis(keyCommands, "create-ca"), fs, args, 0, 0); err != nil {
+	if _, err := tool.Parse("keys create-ca", fs, args, 0, 0); err != nil {
 		return err
 	}
 	if *outCert == "" || *outKey == "" {
@@ -453,7 +403,7 @@ func keysCreateSigner(args []string) error {
 	eku := fs.String("eku", "codeSigning,emailProtection", "extended key usage of a signer: codeSigning, emailProtection (for openssl cms -verify, i.e. Rugix 0.8), or none")
 	outCert := fs.String("out-cert", "", "where to write the certificate (PEM, followed by the issuing intermediates); required")
 	outKey := fs.String("out-key", "", "where to write the private key (PEM, mode 0600); required")
-	if _, err := parse("create-signer", subSynopsis(keyCommands, "create-signer"), fs, args, 0, 0); err != nil {
+	if _, err := tool.Parse("keys create-signer", fs, args, 0, 0); err != nil {
 		return err
 	}
 	if *caCert == "" || *caKey == "" || *outCert == "" || *outKey == "" {

@@ -36,7 +36,7 @@ func (d *device) openSlotData(name string) (*system.Slot, *os.File, error) {
 
 func cmdSlotsCreateIndex(args []string) error {
 	fs := flag.NewFlagSet("slots create-index", flag.ContinueOnError)
-	pos, err := parse(synopsis("slots create-index"), fs, args, 3, 3)
+	pos, err := tool.Parse("slots create-index", fs, args, 3, 3)
 	if err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func cmdSlotsCreateIndex(args []string) error {
 
 func cmdSlotsInspect(args []string) error {
 	fs := flag.NewFlagSet("slots inspect", flag.ContinueOnError)
-	pos, err := parse(synopsis("slots inspect"), fs, args, 1, 1)
+	pos, err := tool.Parse("slots inspect", fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -108,7 +108,7 @@ func cmdSlotsInspect(args []string) error {
 
 func cmdSlotsVerify(args []string) error {
 	fs := flag.NewFlagSet("slots verify", flag.ContinueOnError)
-	pos, err := parse(synopsis("slots verify"), fs, args, 1, 1)
+	pos, err := tool.Parse("slots verify", fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -153,7 +153,7 @@ func cmdBootMark(good bool) func(args []string) error {
 		if good {
 			min = 0
 		}
-		pos, err := parse(synopsis(name), fs, args, min, 1)
+		pos, err := tool.Parse(name, fs, args, min, 1)
 		if err != nil {
 			return err
 		}

@@ -20,7 +20,7 @@ func cmdStateReset(args []string) error {
 	fs := flag.NewFlagSet("state reset", flag.ContinueOnError)
 	backup := fs.Bool("backup", false, "keep the current state as a profile instead of deleting it")
 	name := fs.String("backup-name", "", "name of the kept profile (default default.<YYYYmmddHHMMSS>)")
-	if _, err := parse(synopsis("state reset"), fs, args, 0, 0); err != nil {
+	if _, err := tool.Parse("state reset", fs, args, 0, 0); err != nil {
 		return err
 	}
 	keep := ""
@@ -59,7 +59,7 @@ func cmdStateReset(args []string) error {
 
 func cmdStateForcePersist(args []string) error {
 	fs := flag.NewFlagSet("state overlay force-persist", flag.ContinueOnError)
-	pos, err := parse(synopsis("state overlay force-persist"), fs, args, 1, 1)
+	pos, err := tool.Parse("state overlay force-persist", fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func cmdDataWipe(args []string) error {
 	fs := flag.NewFlagSet("data wipe", flag.ContinueOnError)
 	yes := fs.Bool("yes", false, "confirm that everything on the data partition is to be erased")
 	noReboot := fs.Bool("no-reboot", false, "do not reboot now; the wipe happens at the next boot")
-	if _, err := parse(synopsis("data wipe"), fs, args, 0, 0); err != nil {
+	if _, err := tool.Parse("data wipe", fs, args, 0, 0); err != nil {
 		return err
 	}
 	if !*yes {

@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/bascule-ota/bascule/internal/bootflow"
+	"github.com/bascule-ota/bascule/internal/cli"
 	"github.com/bascule-ota/bascule/internal/disk"
 	"github.com/bascule-ota/bascule/internal/hooks"
 	"github.com/bascule-ota/bascule/internal/progress"
@@ -16,7 +17,7 @@ import (
 func cmdSystemInfo(args []string) error {
 	fs := flag.NewFlagSet("system info", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print JSON on stdout (also when stdout is not a terminal)")
-	if _, err := parse(synopsis("system info"), fs, args, 0, 0); err != nil {
+	if _, err := tool.Parse("system info", fs, args, 0, 0); err != nil {
 		return err
 	}
 	d, err := openDevice()
@@ -52,7 +53,7 @@ func cmdSystemInfo(args []string) error {
 		fmt.Fprintf(os.Stderr, "Firmware: booted partition %d (tryboot %v)\n", f.Firmware.Partition, f.Firmware.Tryboot)
 	}
 	if *asJSON || !progress.IsTerminal(os.Stdout) {
-		return printJSON(info, false)
+		return cli.PrintJSON(info, false)
 	}
 	return nil
 }
@@ -60,7 +61,7 @@ func cmdSystemInfo(args []string) error {
 func cmdSystemCommit(args []string) error {
 	fs := flag.NewFlagSet("system commit", flag.ContinueOnError)
 	healthy := fs.Bool("if-healthy", false, "run the system-commit/health-check hooks first and commit only if they all pass")
-	if _, err := parse(synopsis("system commit"), fs, args, 0, 0); err != nil {
+	if _, err := tool.Parse("system commit", fs, args, 0, 0); err != nil {
 		return err
 	}
 	if err := lock(); err != nil {
@@ -99,7 +100,7 @@ func cmdSystemCommit(args []string) error {
 func cmdSystemReboot(args []string) error {
 	fs := flag.NewFlagSet("system reboot", flag.ContinueOnError)
 	spare := fs.Bool("spare", false, "boot the spare group once")
-	if _, err := parse(synopsis("system reboot"), fs, args, 0, 0); err != nil {
+	if _, err := tool.Parse("system reboot", fs, args, 0, 0); err != nil {
 		return err
 	}
 	d, err := openDevice()

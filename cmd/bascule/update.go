@@ -31,7 +31,7 @@ func cmdUpdateInstall(args []string) error {
 	verifyBundle := fs.String("verify-bundle", "", "the same as --bundle-hash (Rugix 0.8 name)")
 	rootCert := fs.String("root-cert", "", "trust this root certificate (file or directory) instead of /etc/rugix/ctrl.toml's")
 	insecure := fs.Bool("insecure-skip-bundle-verification", false, "install without a signature or bundle hash")
-	pos, err := parse(synopsis("update install"), fs, args, 1, 1)
+	pos, err := tool.Parse("update install", fs, args, 1, 1)
 	if err != nil {
 		return err
 	}

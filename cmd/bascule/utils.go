@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/bascule-ota/bascule/internal/cli"
 	"github.com/bascule-ota/bascule/internal/disk"
 )
 
 func cmdFindBlockDevice(args []string) error {
 	fs := flag.NewFlagSet("utils find-block-device", flag.ContinueOnError)
-	pos, err := parse(synopsis("utils find-block-device"), fs, args, 1, 1)
+	pos, err := tool.Parse("utils find-block-device", fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -18,12 +19,12 @@ func cmdFindBlockDevice(args []string) error {
 	if err != nil {
 		return err
 	}
-	return printJSON(bd, false)
+	return cli.PrintJSON(bd, false)
 }
 
 func cmdIsMountPoint(args []string) error {
 	fs := flag.NewFlagSet("utils is-mount-point", flag.ContinueOnError)
-	pos, err := parse(synopsis("utils is-mount-point"), fs, args, 1, 1)
+	pos, err := tool.Parse("utils is-mount-point", fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -38,7 +39,7 @@ func cmdIsMountPoint(args []string) error {
 func cmdResolvePartition(args []string) error {
 	fs := flag.NewFlagSet("utils resolve-partition", flag.ContinueOnError)
 	diskPath := fs.String("disk", "", "disk to look on (default: the root disk)")
-	pos, err := parse(synopsis("utils resolve-partition"), fs, args, 1, 1)
+	pos, err := tool.Parse("utils resolve-partition", fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
@@ -61,5 +62,5 @@ func cmdResolvePartition(args []string) error {
 	if err != nil {
 		return err
 	}
-	return printJSON(bd, false)
+	return cli.PrintJSON(bd, false)
 }
