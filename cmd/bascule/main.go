@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/bascule-ota/bascule/internal/bootflow"
+	"github.com/bascule-ota/bascule/internal/bootstrap"
 	"github.com/bascule-ota/bascule/internal/cli"
 	"github.com/bascule-ota/bascule/internal/initmode"
 	"github.com/bascule-ota/bascule/internal/version"
@@ -59,7 +60,13 @@ func main() {
 // no init at all could be started. PID 1 must not exit (the kernel would
 // panic), so the machine reboots after time to read the console.
 func initMode() {
-	err := initmode.Run(initmode.Options{Args: os.Args[1:]})
+	err := initmode.Run(initmode.Options{
+		Args: os.Args[1:],
+		// First boot: grow the image's partition table to the disk.
+		Bootstrap: func(dir string) error {
+			return bootstrap.Run(dir, bootstrap.Options{Remount: func(rw bool) error { return initmode.RemountConfig(dir, rw) }})
+		},
+	})
 	fmt.Fprintf(os.Stderr, "bascule: %v\nbascule: rebooting in 30 seconds\n", err)
 	time.Sleep(30 * time.Second)
 	unix.Sync()
