@@ -16,6 +16,7 @@ help:
 	@echo "make fuzz-short  every fuzz target for FUZZTIME ($(FUZZTIME))"
 	@echo "make build       bin/bascule and bin/bascule-bundler for this machine"
 	@echo "make cross       static binaries for arm64, arm (GOARM=7) and amd64 in bin/<arch>/"
+	@echo "make check-buildroot BUILDROOT=dir   Buildroot lint and defconfig round trip of buildroot/"
 
 build:
 	$(GO) build $(GOFLAGS_B) -o bin/ ./cmd/...
@@ -66,3 +67,28 @@ fuzz-short:
 
 clean:
 	rm -rf bin _out
+
+# Buildroot checks of the BR2_EXTERNAL tree in buildroot/ (see
+# docs/buildroot.md): Buildroot's own lint (utils/check-package -b) on every
+# file, then each defconfig through `make <name>_defconfig` and
+# `make savedefconfig`, which must give back the same file. Offline; needs a
+# Buildroot checkout (2025.02 LTS or newer), python3 with the magic and
+# flake8 modules, and shellcheck.
+#   make check-buildroot BUILDROOT=/path/to/buildroot
+.PHONY: check-buildroot
+check-buildroot:
+	@test -n "$(BUILDROOT)" && test -x "$(BUILDROOT)/utils/check-package" || \
+	  { echo "usage: make check-buildroot BUILDROOT=/path/to/buildroot (a Buildroot checkout, 2025.02 or newer)"; exit 1; }
+	@command -v shellcheck >/dev/null || { echo "check-buildroot: shellcheck missing (apt-get install shellcheck)"; exit 1; }
+	@py=; for p in $(BUILDROOT_PYTHON) python3 /usr/bin/python3; do \
+	  if $$p -c 'import magic, flake8' 2>/dev/null; then py=$$p; break; fi; done; \
+	  test -n "$$py" || { echo "check-buildroot: needs python3 with magic and flake8 (apt-get install python3-magic python3-flake8)"; exit 1; }; \
+	  echo "check-package -b buildroot/"; \
+	  cd buildroot && $$py "$(abspath $(BUILDROOT))/utils/check-package" -b $$(find . -type f | LC_ALL=C sort)
+	@set -e; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	  for cfg in buildroot/configs/*_defconfig; do \
+	    name=$$(basename $$cfg); echo "defconfig + savedefconfig: $$name"; \
+	    $(MAKE) -s -C "$(BUILDROOT)" BR2_EXTERNAL="$(CURDIR)/buildroot" O="$$tmp/$$name" $$name >/dev/null; \
+	    $(MAKE) -s -C "$(BUILDROOT)" O="$$tmp/$$name" savedefconfig BR2_DEFCONFIG="$$tmp/$$name/saved" >/dev/null; \
+	    diff -u $$cfg "$$tmp/$$name/saved" || { echo "$$cfg: savedefconfig differs"; exit 1; }; \
+	  done
