@@ -15,26 +15,15 @@ import (
 // rpiPostInstall points the freshly written boot slot of group at the
 // group's system partition: the two boot partitions come from the same
 // image, so their cmdline.txt must be told apart after the install.
-func rpiPostInstall(e abEnv, group string) error {
-	if _, err := e.part(group); err != nil {
-		return err
-	}
-	root, err := rootArg(e.Env, group)
-	if err != nil {
-		return err
-	}
-	dev, err := bootSlot(e.Env, group)
-	if err != nil {
-		return err
-	}
-	return withMounted(dev, func(dir string) error {
-		return patchRPiBoot(dir, root, e.InitPath, e.KeepInit)
-	})
-}
+func rpiPostInstall(e abEnv, group string) error { return patchBootSlot(e, group, patchRPiBoot) }
 
 // grubPostInstall writes boot.grubenv into group's boot slot; the second
 // stage grub.cfg there boots the kernel with ${rugpi_bootargs}.
-func grubPostInstall(e abEnv, group string) error {
+func grubPostInstall(e abEnv, group string) error { return patchBootSlot(e, group, patchGrubBoot) }
+
+// patchBootSlot mounts group's boot slot and lets patch rewrite it for the
+// group's root partition.
+func patchBootSlot(e abEnv, group string, patch func(dir, root, initPath string, keepInit bool) error) error {
 	if _, err := e.part(group); err != nil {
 		return err
 	}
@@ -47,7 +36,7 @@ func grubPostInstall(e abEnv, group string) error {
 		return err
 	}
 	return withMounted(dev, func(dir string) error {
-		return patchGrubBoot(dir, root, e.InitPath, e.KeepInit)
+		return patch(dir, root, e.InitPath, e.KeepInit)
 	})
 }
 
