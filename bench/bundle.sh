@@ -14,6 +14,9 @@
 #                  the machine to be idle (other processes below 0.2 CPUs)
 #   RETRIES=2      extra runs of a measurement (shorter than RETRY_MAX_S=120 s)
 #                  whose fastest run was disturbed by other processes
+#   ONLY=regex     measure only the ids matching the extended regex (e.g.
+#                  'bundle-xz-1G|casync-make-xz'), keeping the other rows of
+#                  the previous results.tsv: to redo disturbed rows
 #   WORK=dir       where images, bundles and results live (bench/work)
 #
 # Every measurement runs under /usr/bin/time -f '%e %U %S %M': wall time,
@@ -57,7 +60,9 @@ bin=$work/bascule-bundler
 (cd "$root" && CGO_ENABLED=0 go build -o "$bin" ./cmd/bascule-bundler)
 mkdir -p "$work/logs"
 tsv=$work/results.tsv
-: >"$tsv"
+ONLY=${ONLY:-}
+[ -z "$ONLY" ] && : >"$tsv"
+touch "$tsv"
 start_all=$(date +%s)
 
 # busy_jiffies prints the non-idle CPU time of the machine in clock ticks.
@@ -88,6 +93,11 @@ size_of() { stat -c %s "$1"; }
 measure() {
 	local id=$1 reps=$2 bytes=$3
 	shift 4
+	SKIPPED=0
+	if [ -n "$ONLY" ] && ! grep -qxE "$ONLY" <<<"$id"; then
+		SKIPPED=1
+		return 0
+	fi
 	local best="" line i=0 tf=$work/logs/$id.time
 	while [ $i -lt "$reps" ] || { [ $i -lt $((reps + RETRIES)) ] && awk -F'\t' -v m="$RETRY_MAX_S" '{exit !($7 > 0.2 * $3 && $3 < m)}' <<<"$best"; }; do
 		i=$((i + 1))
@@ -114,7 +124,7 @@ measure() {
 	echo "$best	" >>"$tsv" # the output size is filled in by set_out
 }
 
-set_out() { sed -i '$ s/\t$/\t'"$1"'/' "$tsv"; }
+set_out() { [ "$SKIPPED" = 1 ] || sed -i '$ s/\t$/\t'"$1"'/' "$tsv"; }
 
 bundle_dir() { # bundle_dir DIR IMAGE COMPRESSION-TOML
 	rm -rf "$1"
@@ -178,7 +188,7 @@ for comp in xz zstd; do
 	set_out "$(($(store_size "$work/store-$comp") + $(size_of "$work/img-$comp.caibx")))"
 	PRE="rm -f '$work/extract.img'" measure "casync-extract-$comp" 2 "$n1" -- \
 		casync extract --store="$work/store-$comp" "$work/img-$comp.caibx" "$work/extract.img"
-	cmp "$work/extract.img" "$img1"
+	[ "$SKIPPED" = 1 ] || cmp "$work/extract.img" "$img1"
 	rm -f "$work/extract.img"
 done
 nchunks=$(find "$work/store-xz" -name '*.cacnk' | wc -l)
@@ -200,7 +210,7 @@ for size in 1G 256M; do
 		measure "verify-$comp-$size" $([ $comp = zstd ] && echo 2 || echo 1) "$n" -- "$bin" verify "$out"
 		if [ "$size" = 1G ]; then
 			PRE="rm -f '$work/extract.img'" measure "extract-$comp-$size" 1 "$n" -- "$bin" extract "$out" 0 "$work/extract.img"
-			cmp "$work/extract.img" "$img"
+			[ "$SKIPPED" = 1 ] || cmp "$work/extract.img" "$img"
 			rm -f "$work/extract.img"
 		fi
 	done
@@ -208,8 +218,14 @@ done
 
 # ---- report ----------------------------------------------------------------
 elapsed=$(($(date +%s) - start_all))
+if [ -z "$ONLY" ]; then
+	echo "$elapsed" >"$work/results.elapsed"
+	note="Whole run: $elapsed s."
+else
+	note="Whole run: $(cat "$work/results.elapsed" 2>/dev/null || echo '?') s; rows matching '$ONLY' redone afterwards ($elapsed s)."
+fi
 report() {
-	awk -F'\t' -v elapsed="$elapsed" -v nchunks="$nchunks" '
+	awk -F'\t' -v note="$note" -v nchunks="$nchunks" '
 	{ id[NR] = $1; bytes[$1] = $2; wall[$1] = $3; cpu[$1] = $4 + $5; rss[$1] = $6; other[$1] = $7; out[$1] = $8; order[NR] = $1 }
 	function mbs(k) { return bytes[k] / 1e6 / wall[k] }
 	function row(k, what, base, goal,    r, ratio, o) {
@@ -259,7 +275,7 @@ report() {
 			printf "| `%s` | %.0f | %.0f | %.2f | %.2f | %s | %s |\n", ks[i], rss[a] / 1024, rss[b] / 1024, wall[a], wall[b], \
 				out[a] == "" ? "-" : sprintf("%.1f", out[a] / 1048576), out[b] == "" ? "-" : sprintf("%.1f", out[b] / 1048576)
 		}
-		printf "\ncasync store: %d chunks. Whole run: %d s.\n", nchunks, elapsed
+		printf "\ncasync store: %d chunks. %s\n", nchunks, note
 	}' "$tsv"
 }
 report | tee "$work/results.md"

@@ -20,7 +20,8 @@
 # img-256M.ext4 and img-1G.ext4, reused if they exist) and a 2 GiB one
 # made the same way (65% full: 1.3 GiB of files), bundled with
 # bascule-bundler as casync-64, sha512-256, deduplicated, xz level 6 or
-# zstd level 3. Bundles, the whole-image `xz -6 -T1` and `zstd -3` files and
+# zstd level 3; and, for memory only, "2Gdup", the 1 GiB image twice (every
+# block of the second half repeats one 1 GiB earlier). Bundles, the whole-image `xz -6 -T1` and `zstd -3` files and
 # the images are cached in $WORK and rebuilt only when an image is newer
 # (the first run takes ~12 minutes longer, mostly for `xz -6 -T1`; later
 # runs take 6-10 minutes on 2 CPUs).
@@ -86,7 +87,9 @@ wait_quiet() {
 # ---------------------------------------------------------------------------
 device() {
 	local disk=$work/disk.img tsv=$work/results.tsv bin=${BASCULE:-$work/bascule}
-	local slot_mib=$(($(size_of "$work/img-2G.ext4") / 1048576 + 16))
+	local big
+	big=$(stat -c %s "$work"/img-*.ext4 | sort -n | tail -1)
+	local slot_mib=$((big / 1048576 + 16))
 	log "device: $disk, system-b $slot_mib MiB"
 	rm -f "$disk"
 	truncate -s $((48 + 64 + slot_mib + 64 + 16))M "$disk"
@@ -188,9 +191,9 @@ EOF
 		measure zstd-d "$n1" "$work/img-1G.zst" "$img1" -- sh -c "$pipe" sh zstd "$work/img-1G.zst" "$slot"
 		do_install install-zstd-1G 1G zstd
 	done
-	log "peak memory: 256 MiB and 2 GiB payloads, $REPS runs each"
+	log "peak memory: 256 MiB and 2 GiB payloads (2Gdup: the 1 GiB image twice), $REPS runs each"
 	for ((r = 0; r < REPS; r++)); do
-	for size in 256M 2G; do
+	for size in 256M 2G 2Gdup; do
 		for comp in xz zstd; do
 			do_install "install-$comp-$size" $size $comp
 		done
@@ -262,6 +265,11 @@ run_all() {
 
 	# fresh TARGET SOURCE: TARGET exists and is newer than SOURCE.
 	fresh() { [ "$REBUILD" != 1 ] && [ -f "$1" ] && [ "$1" -nt "$2" ]; }
+	# The worst case for the decoder's memory: every block of the second
+	# half repeats one of the first, 1 GiB earlier.
+	if ! fresh "$work/img-2Gdup.ext4" "$work/img-1G.ext4"; then
+		cat "$work/img-1G.ext4" "$work/img-1G.ext4" >"$work/img-2Gdup.ext4"
+	fi
 	buildlog=$work/build.tsv
 	touch "$buildlog"
 	timed_build() { # timed_build ID COMMAND...: run and note the time in build.tsv
@@ -273,7 +281,7 @@ run_all() {
 	}
 
 	log "bundles (casync-64, sha512-256, deduplicated)"
-	for size in 256M 1G 2G; do
+	for size in 256M 1G 2G 2Gdup; do
 		img=$work/img-$size.ext4
 		for comp in xz zstd; do
 			out=$work/bundle-$size-$comp.rugixb
@@ -402,8 +410,8 @@ report() {
 		print "\n### Peak memory of `bascule update install` (goal <= 32 MiB at every size; largest of all runs)\n"
 		print "| payload | xz-6: peak RSS MiB | xz-6: wall s (best) | xz-6: MB/s | xz-6: other CPU s | zstd-3: peak RSS MiB | zstd-3: wall s (best) | zstd-3: MB/s | zstd-3: other CPU s |"
 		print "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
-		split("256M 1G 2G", ss, " ")
-		for (i = 1; i <= 3; i++) {
+		split("256M 1G 2G 2Gdup", ss, " ")
+		for (i = 1; i <= 4; i++) {
 			a = "install-xz-" ss[i]; b = "install-zstd-" ss[i]
 			if (!(a in wall) || !(b in wall)) continue
 			printf "| %s (%d MiB) | %.1f | %.2f | %.0f | %.1f | %.1f | %.2f | %.0f | %.1f |\n", ss[i], bytes[a] / 1048576, rss[a] / 1024, wall[a], mbs(a), other[a], rss[b] / 1024, wall[b], mbs(b), other[b]

@@ -189,6 +189,10 @@ func decompressXZ(src []byte, limit int, dst []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: index padding", errFormat)
 	}
 
+	// The index gives the decoded size: allocate the output once.
+	if uint64(cap(dst)) < total {
+		dst = make([]byte, 0, total)
+	}
 	out := dst[:0]
 	p := src[12 : len(src)-12-len(idx)]
 	for _, rec := range records {
