@@ -235,6 +235,10 @@ for t in xz zstd unshare losetup sfdisk partx mkfs.ext4 blockdev cmp /usr/bin/ti
 done
 run_all() {
 	start_all=$(date +%s)
+	# The tree the binaries are built from (not the tree at the end: a
+	# shared work tree may change during the run).
+	local tree
+	tree=$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)
 	mkdir -p "$work/logs"
 
 	log "binaries"
@@ -353,8 +357,8 @@ run_all() {
 	trap outer_cleanup EXIT
 	unshare --mount --propagation private "$0" __device
 	elapsed=$(($(date +%s) - start_all))
-		printf 'REPS=%s\nDROP_CACHES=%s\nelapsed=%s\nrun_date=%s\ntree=%s\n' "$REPS" "$DROP_CACHES" "$elapsed" "$(date -u +%Y-%m-%d)" \
-			"$(git -C "$root" describe --always --dirty 2>/dev/null || echo unknown)" >"$work/run.env"
+	printf 'REPS=%s\nDROP_CACHES=%s\nelapsed=%s\nrun_date=%s\ntree=%s\n' "$REPS" "$DROP_CACHES" "$elapsed" "$(date -u +%Y-%m-%d)" \
+		"$tree" >"$work/run.env"
 }
 
 if [ "${REPORT_ONLY:-0}" != 1 ]; then
