@@ -16,7 +16,8 @@
 #                  whose fastest run was disturbed by other processes
 #   ONLY=regex     measure only the ids matching the extended regex (e.g.
 #                  'bundle-xz-1G|casync-make-xz'), keeping the other rows of
-#                  the previous results.tsv: to redo disturbed rows
+#                  the previous results.tsv: to redo disturbed rows (the
+#                  report shows the fastest of the old and new runs)
 #   WORK=dir       where images, bundles and results live (bench/work)
 #
 # Every measurement runs under /usr/bin/time -f '%e %U %S %M': wall time,
@@ -83,7 +84,7 @@ wait_quiet() {
 	done
 }
 
-size_of() { stat -c %s "$1"; }
+size_of() { stat -c %s "$1" 2>/dev/null || echo 0; }
 
 # measure ID REPS INPUT_BYTES -- COMMAND...: run COMMAND REPS times (stdout
 # to the log unless COMMAND redirects it itself), keep the fastest run. If
@@ -170,7 +171,9 @@ if [ "$FULL" = 1 ]; then
 fi
 # The decompression baseline needs an .xz file; -0 compresses fast and
 # decompresses at about the speed of -6.
-[ -f "$work/img.xz" ] || xz -0 -T2 -c "$img1" >"$work/img.xz"
+if [ ! -f "$work/img.xz" ] && { [ -z "$ONLY" ] || grep -qxE "$ONLY" <<<xz-d; }; then
+	xz -0 -T2 -c "$img1" >"$work/img.xz"
+fi
 measure xz-d 2 "$n1" -- sh -c 'xz -d -T1 -c "$1" >/dev/null' sh "$work/img.xz"
 measure zstd-3-T1 2 "$n1" -- sh -c 'zstd -q -3 -T1 -c "$1" >"$2"' sh "$img1" "$work/img.zst"
 set_out "$(size_of "$work/img.zst")"
@@ -226,6 +229,7 @@ else
 fi
 report() {
 	awk -F'\t' -v note="$note" -v nchunks="$nchunks" '
+	($1 in wall) && $3 + 0 >= wall[$1] + 0 { next } # redone rows (ONLY): keep the fastest
 	{ id[NR] = $1; bytes[$1] = $2; wall[$1] = $3; cpu[$1] = $4 + $5; rss[$1] = $6; other[$1] = $7; out[$1] = $8; order[NR] = $1 }
 	function mbs(k) { return bytes[k] / 1e6 / wall[k] }
 	function row(k, what, base, goal,    r, ratio, o) {
