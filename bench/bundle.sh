@@ -18,7 +18,7 @@
 #                  'bundle-xz-1G|casync-make-xz'), keeping the other rows of
 #                  the previous results.tsv: to redo disturbed rows (the
 #                  report shows the fastest of the old and new runs)
-#   WORK=dir       where images, bundles and results live (bench/work)
+#   WORK=dir       where images, bundles and results live (bench/_work)
 #
 # Every measurement runs under /usr/bin/time -f '%e %U %S %M': wall time,
 # user and system CPU, peak RSS. The input is in the page cache (warmed up
@@ -33,7 +33,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-work=${WORK:-$here/work}
+work=${WORK:-$here/_work}
 QUIET_WAIT=${QUIET_WAIT:-60}
 FULL=${FULL:-0}
 RETRIES=${RETRIES:-2}

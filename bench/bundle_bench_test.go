@@ -11,7 +11,7 @@
 // BENCH_IMAGE=path uses (the first BENCH_MIB MiB of) a real image instead,
 // e.g. one made by bench/mkimage.sh:
 //
-//	BENCH_IMAGE=bench/work/img-256M.ext4 BENCH_MIB=256 go test -run=NONE -bench=Build -benchtime=1x ./bench
+//	BENCH_IMAGE=bench/_work/img-256M.ext4 BENCH_MIB=256 go test -run=NONE -bench=Build -benchtime=1x ./bench
 package bench
 
 import (

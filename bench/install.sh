@@ -16,7 +16,7 @@
 # touched; the loop device is detached at the end, also on failure.
 # `update install` always runs with --reboot no.
 #
-# Payloads: the realistic ext4 images of bench/mkimage.sh (bench/work/
+# Payloads: the realistic ext4 images of bench/mkimage.sh (bench/_work/
 # img-256M.ext4 and img-1G.ext4, reused if they exist) and a 2 GiB one
 # made the same way (65% full: 1.3 GiB of files), bundled with
 # bascule-bundler as casync-64, sha512-256, deduplicated, xz level 6 or
@@ -41,7 +41,7 @@
 # Environment: REPS (2) runs of each measurement, interleaved, the fastest
 # is reported and all are listed (peak RSS: the largest of all runs);
 # QUIET_WAIT (30) seconds at most to wait for an idle
-# machine before each run; WORK (bench/work/install); RESULTS
+# machine before each run; WORK (bench/_work/install); RESULTS
 # (bench/results-install.md); REBUILD=1 rebuilds the cached bundles;
 # PREPARE_ONLY=1 only builds the binaries, images and bundles; ONLY=regexp
 # runs only the measurements whose id matches (e.g. ONLY='install-xz-.*');
@@ -52,7 +52,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-work=${WORK:-$here/work/install}
+work=${WORK:-$here/_work/install}
 REPS=${REPS:-2}
 QUIET_WAIT=${QUIET_WAIT:-30}
 DROP_CACHES=${DROP_CACHES:-0}
@@ -255,8 +255,8 @@ run_all() {
 	log "images"
 	for size in 256M 1G 2G; do
 		img=$work/img-$size.ext4
-		shared=$here/work/img-$size.ext4
-		if [ -f "$shared" ] && [ "$work" != "$here/work" ]; then
+		shared=$here/_work/img-$size.ext4
+		if [ -f "$shared" ] && [ "$work" != "$here/_work" ]; then
 			# Reuse bench/mkimage.sh's image (a hard link keeps this copy stable
 			# if it is remade meanwhile).
 			if [ ! "$img" -ef "$shared" ]; then

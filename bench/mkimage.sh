@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Make realistic ext4 images for the bundle benchmarks (bench/bundle.sh).
 #
-#   bench/mkimage.sh            # bench/work/img-256M.ext4 and img-1G.ext4
+#   bench/mkimage.sh            # bench/_work/img-256M.ext4 and img-1G.ext4
 #   SIZES="1G" bench/mkimage.sh # only some of them
 #
 # Each image is an ext4 file system of the given size filled to ~70% (file data FILL=65% of the size, plus ext4 metadata)
@@ -20,7 +20,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-work=${WORK:-$here/work}
+work=${WORK:-$here/_work}
 SIZES=${SIZES:-"256M 1G"}
 FILL=${FILL:-65} # percent of the image size filled with file data
 UUID=6b617363-756c-6562-656e-636800000001
