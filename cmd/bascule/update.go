@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,8 +30,13 @@ func cmdUpdateInstall(args []string) error {
 	verifyBundle := fs.String("verify-bundle", "", "the same as --bundle-hash (Rugix 0.8 name)")
 	rootCert := fs.String("root-cert", "", "trust this root certificate (file or directory) instead of /etc/rugix/ctrl.toml's")
 	insecure := fs.Bool("insecure-skip-bundle-verification", false, "install without a signature or bundle hash")
+	var net netFlags
+	net.register(fs)
 	pos, err := tool.Parse("update install", fs, args, 1, 1)
 	if err != nil {
+		return err
+	}
+	if err := net.check(); err != nil {
 		return err
 	}
 	switch *reboot {
@@ -41,9 +45,6 @@ func cmdUpdateInstall(args []string) error {
 		return fmt.Errorf("--reboot: %q is not yes, no, deferred or set", *reboot)
 	}
 	src := pos[0]
-	if strings.HasPrefix(src, "http") {
-		return errors.New("installing from a URL is not supported by this version: download the bundle and install the file, or stream it: wget -O - URL | bascule update install -")
-	}
 	policy := install.Policy{Insecure: *insecure, Warn: warn}
 	if h := *bundleHash + *verifyBundle; h != "" {
 		if *bundleHash != "" && *verifyBundle != "" {
@@ -108,12 +109,12 @@ func cmdUpdateInstall(args []string) error {
 		return fmt.Errorf("boot group %s is the running one: refusing to install into it", target)
 	}
 
-	in, total, err := openSource(src)
+	in, err := openSource(src, net, d.haveIndices())
 	if err != nil {
 		return err
 	}
 	defer in.Close()
-	prog := newProgress(total)
+	prog := newProgress(in.Size())
 	var incremental bool
 	env := []string{"RUGIX_BOOT_GROUP=" + target}
 	opts := install.Options{
@@ -170,7 +171,8 @@ func cmdUpdateInstall(args []string) error {
 			}
 			return t, slot.Name, err
 		},
-		Erase: d.db.Erase,
+		Erase:      d.db.Erase,
+		FindSource: install.ActiveSlotSource(d.sys, d.db),
 		Done: func(name string, h hashes.Digest, n int64) error {
 			slot, err := d.sys.Slot(name)
 			if err != nil {
@@ -178,13 +180,15 @@ func cmdUpdateInstall(args []string) error {
 			}
 			return d.db.Save(name, slotdb.Installed(slot.Immutable, h, uint64(n), time.Now()))
 		},
+		Local:     d.localSlots,
+		SaveIndex: d.saveIndex,
 	}
 	rep, err := install.Run(in, opts)
 	prog.done()
 	if err != nil {
 		return fmt.Errorf("bundle rejected: %w", err)
 	}
-	fmt.Fprintf(os.Stderr, "Installed bundle %s into boot group %s: %d bytes written\n", rep.HeaderHash, target, rep.Written)
+	reportInstall(rep, in, target, prog.jsonOut)
 	if err := hooks.Run(hooks.DefaultDir, "update-install", "post-update", env, hooks.Options{Warn: warn}); err != nil {
 		return err
 	}
@@ -215,23 +219,6 @@ func cmdUpdateInstall(args []string) error {
 		return os.WriteFile(marker, b, 0o644)
 	}
 	return nil
-}
-
-// openSource opens a bundle file or standard input ("-"); total is its size
-// when known (for progress).
-func openSource(src string) (io.ReadCloser, int64, error) {
-	if src == "-" {
-		return io.NopCloser(os.Stdin), 0, nil
-	}
-	f, err := os.Open(src)
-	if err != nil {
-		return nil, 0, err
-	}
-	var total int64
-	if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() {
-		total = fi.Size()
-	}
-	return f, total, nil
 }
 
 // installProgress reports progress: a bar on a terminal, JSON lines

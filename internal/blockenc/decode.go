@@ -154,6 +154,17 @@ func (e *BlockError) Unwrap() error { return e.Err }
 // ErrHashMismatch is the reason for a block whose data does not match.
 var ErrHashMismatch = fmt.Errorf("hash mismatch")
 
+// Local gives access to blocks the device already has, found by their hash
+// in the block indices of its slots (adaptive delta updates).
+type Local interface {
+	// Has reports whether a block with this hash may be available.
+	Has(hash []byte) bool
+	// Read returns the content of a block with this hash, trying each
+	// place it may be; check says whether candidate bytes are right, and
+	// only bytes it accepted are returned.
+	Read(hash []byte, check func([]byte) bool) ([]byte, bool)
+}
+
 // DecodeOptions tune Decode.
 type DecodeOptions struct {
 	Workers  int
@@ -161,17 +172,46 @@ type DecodeOptions struct {
 	Progress func(n int64) // called with payload data bytes consumed
 	SourceAt io.ReaderAt   // the payload data, if seekable (for repeats)
 	Readback io.ReaderAt   // the decoded output, if readable (for repeats)
+	// Local blocks are taken instead of the stored ones (after a check of
+	// their hash); their stored bytes are skipped with Skip, which is
+	// required with Local. Need is told (with offsets relative to the
+	// payload data) about a stored block that was expected to be local
+	// but is read after all.
+	Local Local
+	Skip  func(n int64) error
+	Need  func(off, n int64)
 }
 
 // DecodeResult is what Decode did.
 type DecodeResult struct {
-	Size int64 // decoded bytes
+	Size   int64    // decoded bytes
+	Sizes  []uint32 // decoded size of every block, in order
+	Reused int64    // decoded bytes taken from Local
+	// SkippedStored is the payload data not read because its blocks were
+	// taken from Local.
+	SkippedStored int64
+}
+
+// StoredRange is where stored block j lies in the payload data.
+func (t *Table) StoredRange(j int) (off, size int64) { return t.offset[j], t.size[j] }
+
+// LocalPlan lists the stored blocks (as indices for StoredRange) whose hash
+// local has: the payload data that need not be read if they check out.
+func (t *Table) LocalPlan(local Local) []int {
+	var out []int
+	for k, s := range t.stored {
+		if s >= 0 && local.Has(t.Hash(k)) {
+			out = append(out, int(s))
+		}
+	}
+	return out
 }
 
 type decJob struct {
 	k      int
 	stored []byte
 	out    []byte
+	local  bool
 	err    error
 	done   chan struct{}
 	bp     *[]byte
@@ -181,6 +221,9 @@ type decJob struct {
 // and writes the decoded payload to w. Every block is hashed and compared
 // before it is written; nothing unverified ever reaches w.
 func Decode(src io.Reader, t *Table, w io.Writer, o DecodeOptions) (*DecodeResult, error) {
+	if o.Local != nil && o.Skip == nil {
+		return nil, fmt.Errorf("local blocks need a way to skip the stored ones")
+	}
 	workers := o.Workers
 	if workers <= 0 {
 		workers = runtime.NumCPU()
@@ -191,12 +234,84 @@ func Decode(src io.Reader, t *Table, w io.Writer, o DecodeOptions) (*DecodeResul
 	order := make(chan *decJob, 2*workers+2)
 	stop := make(chan struct{})
 	var readErr error
+	res := &DecodeResult{Sizes: make([]uint32, len(t.stored))}
+	// readLocal returns block k from Local, or nil. Only bytes this check
+	// accepted are used: the provider is not trusted to have checked them.
+	readLocal := func(k int) []byte {
+		want := t.Hash(k)
+		var accepted []byte
+		check := func(b []byte) bool {
+			ok := len(b) > 0 && len(b) <= maxBlock && bytes.Equal(t.HashAlg.Sum(b), want)
+			if ok {
+				accepted = b
+			}
+			return ok
+		}
+		if b, ok := o.Local.Read(want, check); ok && len(b) > 0 && len(b) == len(accepted) && &b[0] == &accepted[0] {
+			return b
+		}
+		return nil
+	}
+	isLocal := func(k int) bool { return o.Local != nil && t.stored[k] >= 0 && o.Local.Has(t.Hash(k)) }
+	batchMax := min(2*workers, 16)
 	go func() {
 		defer close(order)
 		defer close(jobs)
+		// Local blocks looked up ahead: reading and hashing them is the
+		// work, so a run of them is looked up in parallel. Whether each
+		// is used is still decided in order, before the source moves on.
+		local := map[int][]byte{}
 		for k := range t.stored {
 			j := &decJob{k: k, done: make(chan struct{})}
-			if s := t.stored[k]; s >= 0 {
+			s := t.stored[k]
+			if isLocal(k) {
+				if _, looked := local[k]; !looked {
+					batch := []int{k}
+					for k2 := k + 1; k2 < len(t.stored) && len(batch) < batchMax; k2++ {
+						if t.stored[k2] < 0 {
+							continue
+						}
+						if !isLocal(k2) {
+							break
+						}
+						batch = append(batch, k2)
+					}
+					results := make([][]byte, len(batch))
+					var lwg sync.WaitGroup
+					for i, kk := range batch {
+						lwg.Add(1)
+						go func() {
+							defer lwg.Done()
+							results[i] = readLocal(kk)
+						}()
+					}
+					lwg.Wait()
+					for i, kk := range batch {
+						local[kk] = results[i]
+					}
+				}
+				b := local[k]
+				delete(local, k)
+				if b != nil {
+					if err := o.Skip(t.size[s]); err != nil {
+						readErr = &BlockError{Block: k, Err: fmt.Errorf("skip: %w", err)}
+						return
+					}
+					j.out, j.local = b, true
+					res.SkippedStored += t.size[s]
+					close(j.done)
+					select {
+					case order <- j:
+					case <-stop:
+						return
+					}
+					continue
+				}
+				if o.Need != nil {
+					o.Need(t.offset[s], t.size[s])
+				}
+			}
+			if s >= 0 {
 				j.bp = pool.Get().(*[]byte)
 				j.stored = (*j.bp)[:t.size[s]]
 				if _, err := io.ReadFull(src, j.stored); err != nil {
@@ -240,7 +355,6 @@ func Decode(src io.Reader, t *Table, w io.Writer, o DecodeOptions) (*DecodeResul
 		}()
 	}
 
-	res := &DecodeResult{}
 	offsets := make([]int64, len(t.stored)) // decoded offset of each block
 	lengths := make([]int32, len(t.stored))
 	// Blocks that repeat later are kept (verified, in memory) until their
@@ -272,6 +386,10 @@ func Decode(src io.Reader, t *Table, w io.Writer, o DecodeOptions) (*DecodeResul
 			}
 			if err == nil {
 				offsets[j.k], lengths[j.k] = res.Size, int32(len(out))
+				res.Sizes[j.k] = uint32(len(out))
+				if j.local {
+					res.Reused += int64(len(out))
+				}
 				if _, werr := w.Write(out); werr != nil {
 					err = fmt.Errorf("write: %w", werr)
 				}
@@ -279,8 +397,8 @@ func Decode(src io.Reader, t *Table, w io.Writer, o DecodeOptions) (*DecodeResul
 					o.FileHash.Write(out)
 				}
 				res.Size += int64(len(out))
-				if o.Progress != nil && t.stored[j.k] >= 0 {
-					o.Progress(int64(len(j.stored)))
+				if s := t.stored[j.k]; o.Progress != nil && s >= 0 {
+					o.Progress(t.size[s])
 				}
 			}
 			if err != nil {

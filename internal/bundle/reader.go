@@ -8,6 +8,7 @@ import (
 
 	"github.com/bascule-ota/bascule/internal/blockenc"
 	"github.com/bascule-ota/bascule/internal/hashes"
+	"github.com/bascule-ota/bascule/internal/source"
 	"github.com/bascule-ota/bascule/internal/stlv"
 )
 
@@ -31,6 +32,7 @@ var ErrNotBundle = errors.New("not a bundle (no bundle magic at the start)")
 type Reader struct {
 	s    *stlv.Reader
 	at   io.ReaderAt // the bundle, when it is seekable
+	plan planner     // the source, when it takes a plan of what is skipped
 	next int
 	done bool
 
@@ -53,6 +55,9 @@ func NewReader(r io.Reader) (*Reader, error) {
 	br := &Reader{s: stlv.NewReader(r)}
 	if ra, ok := r.(io.ReaderAt); ok {
 		br.at = ra
+	}
+	if p, ok := r.(planner); ok {
+		br.plan = p
 	}
 	magic, err := br.s.Peek(len(Magic))
 	if err != nil || !bytes.Equal(magic, Magic) {
@@ -241,6 +246,13 @@ func (r *Reader) openPayload() (*Payload, error) {
 	return p, nil
 }
 
+// planner is a source that takes advance notice of the bundle ranges that
+// will be skipped (see source.Source).
+type planner interface {
+	Plan(skips []source.Range, horizon int64)
+	Need(r source.Range)
+}
+
 // DecodeOptions tune Payload.Decode.
 type DecodeOptions struct {
 	Workers  int
@@ -248,6 +260,42 @@ type DecodeOptions struct {
 	// Readback, if set, reads back what was written so far (the target);
 	// deduplicated payloads need it unless the bundle itself is seekable.
 	Readback io.ReaderAt
+	// Local provides blocks the device already has (block-encoded
+	// payloads only): each is checked against its hash, and its stored
+	// bytes in the bundle are skipped rather than read.
+	Local blockenc.Local
+	// Result, if set, receives the details of a block-encoded payload's
+	// decoding (block sizes, bytes reused).
+	Result *blockenc.DecodeResult
+}
+
+// payloadData reads the data of one payload and nothing beyond it.
+type payloadData struct {
+	s    *stlv.Reader
+	left int64
+}
+
+func (d *payloadData) Read(p []byte) (int, error) {
+	if d.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > d.left {
+		p = p[:d.left]
+	}
+	n, err := d.s.Read(p)
+	d.left -= int64(n)
+	return n, err
+}
+
+func (d *payloadData) Skip(n int64) error {
+	if n > d.left {
+		return io.ErrUnexpectedEOF
+	}
+	if err := d.s.Discard(uint64(n)); err != nil {
+		return err
+	}
+	d.left -= n
+	return nil
 }
 
 // Decode streams the decoded payload to w. With a block encoding every block
@@ -259,12 +307,29 @@ func (p *Payload) Decode(w io.Writer, o DecodeOptions) (int64, error) {
 	}
 	p.consumed = true
 	fh := p.r.Header.HashAlg.New()
-	data := io.LimitReader(p.r.s, int64(p.DataLen))
+	pd := &payloadData{s: p.r.s, left: int64(p.DataLen)}
+	data := io.Reader(pd)
 	var n int64
 	if p.Table != nil {
 		do := blockenc.DecodeOptions{Workers: o.Workers, FileHash: fh, Progress: o.Progress, Readback: o.Readback}
 		if p.r.at != nil && o.Readback == nil {
 			do.SourceAt = io.NewSectionReader(p.r.at, p.dataStart, int64(p.DataLen))
+		}
+		if o.Local != nil {
+			do.Local, do.Skip = o.Local, pd.Skip
+		}
+		if pl := p.r.plan; pl != nil {
+			// Tell the source what will be skipped, and that the plan
+			// ends with this payload's data.
+			var skips []source.Range
+			if o.Local != nil {
+				for _, j := range p.Table.LocalPlan(o.Local) {
+					off, size := p.Table.StoredRange(j)
+					skips = append(skips, source.Range{Off: p.dataStart + off, Len: size})
+				}
+				do.Need = func(off, n int64) { pl.Need(source.Range{Off: p.dataStart + off, Len: n}) }
+			}
+			pl.Plan(skips, p.dataStart+int64(p.DataLen))
 		}
 		res, err := blockenc.Decode(data, p.Table, w, do)
 		if err != nil {
@@ -275,7 +340,13 @@ func (p *Payload) Decode(w io.Writer, o DecodeOptions) (int64, error) {
 			return 0, fmt.Errorf("payload %s: %w", p.Name(), err)
 		}
 		n = res.Size
+		if o.Result != nil {
+			*o.Result = *res
+		}
 	} else {
+		if pl := p.r.plan; pl != nil {
+			pl.Plan(nil, p.dataStart+int64(p.DataLen))
+		}
 		var err error
 		n, err = io.Copy(io.MultiWriter(w, fh), progressReader{data, o.Progress})
 		if err == nil && uint64(n) != p.DataLen {
@@ -300,6 +371,10 @@ func (p *Payload) Skip() error {
 		return nil
 	}
 	p.consumed = true
+	if pl := p.r.plan; pl != nil {
+		end := p.dataStart + int64(p.DataLen)
+		pl.Plan([]source.Range{{Off: p.dataStart, Len: int64(p.DataLen)}}, end)
+	}
 	if err := p.r.s.Discard(p.DataLen); err != nil {
 		return fmt.Errorf("payload %s: %w", p.Name(), err)
 	}

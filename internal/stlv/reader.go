@@ -69,8 +69,26 @@ func (r *Reader) MustHead() (Head, error) {
 	return h, err
 }
 
-// Discard skips n raw bytes. On a seekable source, long skips seek.
+// Skipper is a source that can pass over bytes without reading them (an
+// HTTP source with range requests does not download them).
+type Skipper interface {
+	Skip(n int64) error
+}
+
+// Discard skips n raw bytes. On a seekable source, long skips seek; on a
+// Skipper, skips beyond the buffered bytes are the source's Skip.
 func (r *Reader) Discard(n uint64) error {
+	if sk, ok := r.src.(Skipper); ok && n > uint64(r.r.Buffered()) && n < MaxLen {
+		b := r.r.Buffered()
+		r.r.Discard(b)
+		r.r.Reset(r.src)
+		r.off += int64(b)
+		if err := sk.Skip(int64(n) - int64(b)); err != nil {
+			return err
+		}
+		r.off += int64(n) - int64(b)
+		return nil
+	}
 	if sk, ok := r.src.(io.Seeker); ok && n > uint64(r.r.Buffered())+1<<20 && n < MaxLen {
 		b := r.r.Buffered()
 		r.r.Discard(b)
