@@ -1,5 +1,6 @@
 #!/bin/sh
-# Installs the Debian packages the demo and the tests use (Debian 12).
+# Installs the Debian packages the demo and the tests use (Debian 12);
+# with the argument "e2e" also those of the emulated-device tests.
 # Tools already present are left alone; run as root or with sudo.
 set -eu
 need=""
@@ -14,6 +15,18 @@ check git git
 check sfdisk fdisk
 check fw_printenv "u-boot-tools libubootenv-tool"
 check grub-editenv grub-common
+# scripts/setup.sh e2e: also what test/e2e/build.sh and the QEMU tests use.
+if [ "${1:-}" = e2e ]; then
+	check qemu-system-aarch64 qemu-system-arm
+	check genimage genimage
+	check mcopy mtools
+	check mkfs.vfat dosfstools
+	check dtc device-tree-compiler
+	check cpio cpio
+	check mkimage u-boot-tools
+	check readelf binutils
+	[ -f /usr/lib/u-boot/qemu_arm64/u-boot.bin ] || need="$need u-boot-qemu"
+fi
 if [ -n "$need" ]; then
 	sudo=""
 	[ "$(id -u)" -eq 0 ] || sudo=sudo
