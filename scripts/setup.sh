@@ -15,6 +15,8 @@ check git git
 check sfdisk fdisk
 check fw_printenv "u-boot-tools libubootenv-tool"
 check grub-editenv grub-common
+check xdelta3 xdelta3
+[ -x /usr/sbin/nginx ] || need="$need nginx-light"
 # scripts/setup.sh e2e: also what test/e2e/build.sh and the QEMU tests use.
 if [ "${1:-}" = e2e ]; then
 	check qemu-system-aarch64 qemu-system-arm

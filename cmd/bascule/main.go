@@ -24,7 +24,7 @@ var tool = &cli.Tool{Name: "bascule", Title: "A/B over-the-air updates for embed
 
 func init() {
 	tool.Commands = []cli.Command{
-		{Path: "update install", Synopsis: "update install [flags] <bundle|->", Summary: "install a bundle into the inactive boot group", Run: cmdUpdateInstall},
+		{Path: "update install", Synopsis: "update install [flags] <bundle|-|URL>", Summary: "install a bundle into the inactive boot group", Run: cmdUpdateInstall},
 		{Path: "system info", Synopsis: "system info [--json]", Summary: "show boot flow, groups and slots", Run: cmdSystemInfo},
 		{Path: "system commit", Synopsis: "system commit [--if-healthy]", Summary: "make the running boot group the default", Run: cmdSystemCommit},
 		{Path: "system reboot", Synopsis: "system reboot [--spare]", Summary: "reboot, optionally trying the spare group once", Run: cmdSystemReboot},
