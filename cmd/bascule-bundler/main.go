@@ -22,6 +22,7 @@ func init() {
 		{Path: "verify", Synopsis: "verify [--verify-bundle H] [--json] <bundle>", Summary: "check every hash of a bundle (header, payload headers, blocks, files); writes nothing", Run: cmdVerify},
 		{Path: "extract", Synopsis: "extract [--verify-bundle H] <bundle> <payload-index> <dst>", Summary: "write one decoded, verified payload to a file", Run: cmdExtract},
 		{Path: "unpack", Synopsis: "unpack [--verify-bundle H] <bundle> <dir>", Summary: "recreate the bundle directory (needs the embedded manifest)", Run: cmdUnpack},
+		{Path: "delta", Synopsis: "delta [--slot new[:old]]... [--without-compression] <old.rugixb> <new.rugixb> <out.rugixb>", Summary: "build a static delta bundle: xdelta3 patches of NEW's slot payloads against OLD's (needs xdelta3)", Run: cmdDelta},
 		{Path: "signatures prepare", Synopsis: "signatures prepare <bundle> <out>", Summary: "write the bytes to sign (the signed metadata) for signing with openssl or an HSM", Run: sigPrepare},
 		{Path: "signatures add", Synopsis: "signatures add <bundle> <cms.der> <out>", Summary: "add a CMS signature made elsewhere (checked against the bundle first)", Run: sigAdd},
 		{Path: "signatures sign", Synopsis: "signatures sign [--intermediate-cert C]... [--rsa-pss] <bundle> <cert> <key> <out>", Summary: "sign natively and add the signature", Run: sigSign},

@@ -14,7 +14,10 @@ import (
 func needXdelta(t *testing.T) {
 	t.Helper()
 	if _, err := exec.LookPath("xdelta3"); err != nil {
-		t.Skip("xdelta3 not installed")
+		if os.Getenv("BASCULE_TEST_REQUIRE_XDELTA3") == "1" {
+			t.Fatal("xdelta3 not found and BASCULE_TEST_REQUIRE_XDELTA3=1 (apt-get install xdelta3)")
+		}
+		t.Skip("xdelta3 not found (apt-get install xdelta3); set BASCULE_TEST_REQUIRE_XDELTA3=1 to make this a failure")
 	}
 }
 
