@@ -6,11 +6,13 @@ GOFLAGS_B := -trimpath -ldflags "$(LDFLAGS)"
 FUZZTIME  ?= 10s
 export CGO_ENABLED = 0
 
-.PHONY: help build cross deps demo test check unit test-arm fuzz-short clean
+.PHONY: help build cross deps demo demo-bundle e2e e2e-images test check unit test-arm fuzz-short clean
 
 help:
-	@echo "make demo        install what is needed, build a sample A/B update bundle and check it"
-	@echo "make test        everything CI runs: format, vet, unit tests, cross builds, 32-bit ARM, fuzzing"
+	@echo "make demo        install what is needed, build the demo A/B image and update it in an emulated Raspberry Pi 4 (QEMU)"
+	@echo "make test        everything CI runs: format, vet, unit tests, cross builds, 32-bit ARM, fuzzing, emulated device"
+	@echo "make e2e         the emulated-device suite alone (test/e2e: both bootloaders, power cuts)"
+	@echo "make demo-bundle a sample update bundle from an ext4 image, inspected, verified and extracted (host only)"
 	@echo "make unit        go test ./... only"
 	@echo "make test-arm    the unit tests for 32-bit ARM (GOARM=7) under qemu-arm-static"
 	@echo "make fuzz-short  every fuzz target for FUZZTIME ($(FUZZTIME))"
@@ -27,17 +29,32 @@ cross:
 	GOARCH=amd64 $(GO) build $(GOFLAGS_B) -o bin/amd64/ ./cmd/...
 
 deps:
-	scripts/setup.sh
+	scripts/setup.sh e2e
 
-demo: deps build
+# The main job: test/e2e/build.sh makes the images from Debian's arm64
+# packages through the Buildroot tree's post-image.sh, then TestDemo boots
+# the Pi 4 tryboot image in QEMU and takes it through an update.
+demo: deps e2e-images
+	E2E_DEMO=1 $(GO) test -tags e2e -count=1 -v -run '^TestDemo$$' -timeout 20m ./test/e2e/
+
+demo-bundle: build
 	scripts/demo.sh
 
-test: check unit cross test-arm fuzz-short
+e2e-images:
+	test/e2e/build.sh
+
+# The emulated-device suite (test/e2e/tests.md): about 10 minutes on 2
+# cores under TCG. Console logs land in _out/e2e/logs/.
+e2e: e2e-images
+	$(GO) test -tags e2e -count=1 -v -timeout 25m ./test/e2e/
+
+test: check unit cross test-arm fuzz-short e2e
 
 check:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "not gofmt'ed: $$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/
 	@grep -q '^go 1\.\(1[0-9]\|2[0-3]\)\(\.[0-9]*\)\?$$' go.mod || { echo "go.mod must say go 1.23 or lower (Buildroot 2025.02)"; exit 1; }
 
 unit:

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The main job until the emulated device exists: make an ext4 root file
+# make demo-bundle (host only, no emulator): make an ext4 root file
 # system image from a real tree, bundle it the way the Buildroot post-image
 # script will (casync-64, sha512-256, xz, deduplication), and inspect,
 # verify and extract it.

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/bascule-ota/bascule/internal/atomicfile"
@@ -70,10 +71,19 @@ func bootSlot(env Env, group string) (string, error) {
 // patchCmdline rewrites a kernel command line as Rugix does: drop root=,
 // init=, panic* and quiet, then append panic=60, root= and init=. With
 // keepInit a user's own init= stays and none is added (rugix/rugix#125).
+// Unlike Rugix, a non-zero panic=N of the old line is kept instead of 60:
+// the point is that a panicking trial boot resets at all, and a board that
+// chose panic=1 should not wait a minute longer to fall back.
 func patchCmdline(cmdline, root, initPath string, keepInit bool) string {
 	var out []string
+	panicArg := "panic=60"
 	for _, tok := range strings.FieldsFunc(cmdline, isASCIISpace) {
 		switch {
+		case strings.HasPrefix(tok, "panic="):
+			if n, err := strconv.Atoi(strings.TrimPrefix(tok, "panic=")); err == nil && n != 0 {
+				panicArg = tok
+			}
+			continue
 		case strings.HasPrefix(tok, "root="), strings.HasPrefix(tok, "panic"), tok == "quiet":
 			continue
 		case strings.HasPrefix(tok, "init=") && !keepInit:
@@ -81,7 +91,7 @@ func patchCmdline(cmdline, root, initPath string, keepInit bool) string {
 		}
 		out = append(out, tok)
 	}
-	out = append(out, "panic=60", "root="+root)
+	out = append(out, panicArg, "root="+root)
 	if !keepInit {
 		out = append(out, "init="+initPath)
 	}

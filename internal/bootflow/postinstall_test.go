@@ -21,10 +21,13 @@ func TestPatchCmdline(t *testing.T) {
 		},
 		{
 			"  panic=5 panic_on_oops=1\tquiet=1 root=/dev/mmcblk0p2  quiet \r\n",
-			"quiet=1 panic=60 root=PARTUUID=1a2b3c4d-06 init=/usr/bin/bascule",
-			"quiet=1 panic=60 root=PARTUUID=1a2b3c4d-06",
+			"quiet=1 panic=5 root=PARTUUID=1a2b3c4d-06 init=/usr/bin/bascule",
+			"quiet=1 panic=5 root=PARTUUID=1a2b3c4d-06",
 		},
 		{"", "panic=60 root=PARTUUID=1a2b3c4d-06 init=/usr/bin/bascule", "panic=60 root=PARTUUID=1a2b3c4d-06"},
+		// panic=0 (hang) and a value that is no number give way to 60.
+		{"panic=0 a", "a panic=60 root=PARTUUID=1a2b3c4d-06 init=/usr/bin/bascule", "a panic=60 root=PARTUUID=1a2b3c4d-06"},
+		{"panic=x panic=-1", "panic=-1 root=PARTUUID=1a2b3c4d-06 init=/usr/bin/bascule", "panic=-1 root=PARTUUID=1a2b3c4d-06"},
 	} {
 		if got := patchCmdline(c.in, root, "/usr/bin/bascule", false); got != c.want {
 			t.Errorf("%q:\n got %q\nwant %q", c.in, got, c.want)
