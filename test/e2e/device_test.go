@@ -253,11 +253,12 @@ func (d *device) exited(timeout time.Duration) {
 // before the harness, playing a hardware watchdog, resets it.
 const watchdogDelay = 10 * time.Second
 
-// watchdog waits for a guest that panicked to reset. bascule's
-// post-install writes panic=60 into the new group's cmdline.txt (as Rugix
-// does), and under TCG the kernel's 60 s delay loop takes minutes; a real
-// board resets through its watchdog instead. A reset carries no restart
-// request, so for the firmware it is the same as a power cut.
+// watchdog waits for a guest that panicked to reset. The boards' panic=1
+// survives bascule's post-install, so the kernel normally resets itself;
+// if it does not (a panic= of 60, as Rugix writes when there was none,
+// takes minutes under TCG), the harness resets it as a board's hardware
+// watchdog would. A reset carries no restart request, so for the firmware
+// it is the same as a power cut.
 func (d *device) watchdog() {
 	d.t.Helper()
 	if err := d.vm.wait(watchdogDelay); err == nil {
