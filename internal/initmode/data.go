@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -131,7 +132,9 @@ func (b *boot) fsck(dev string) {
 	}
 	cmd := exec.Command(p, "-p", dev)
 	cmd.Env = b.env
+	start := time.Now()
 	out, err := cmd.CombinedOutput()
+	b.fsckTime += time.Since(start)
 	var ee *exec.ExitError
 	switch {
 	case err == nil:

@@ -281,7 +281,7 @@ func (d *testDisk) options(f *fakes, resultDir string) Options {
 	}
 }
 
-var doneIn = regexp.MustCompile(`pre-init done in (\S+);`)
+var doneIn = regexp.MustCompile(`pre-init done in (\S+)(?: \(fsck \S+\))?;`)
 
 // took parses the duration Run reports before the exec.
 func took(log string) time.Duration {

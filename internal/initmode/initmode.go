@@ -87,6 +87,9 @@ type boot struct {
 	kopts kernelOptions
 	env   []string
 	start time.Time
+	// fsckTime is how long fsck of the data partition took, reported
+	// apart from pre-init's own time (it depends on the file system).
+	fsckTime time.Duration
 
 	cfg     *system.Config
 	rootDev *disk.BlockDevice
@@ -625,7 +628,11 @@ func (b *boot) postInit() {
 // execInit starts the real init, or, if that cannot be executed, the
 // first of the kernel's own fallbacks that can.
 func (b *boot) execInit() error {
-	b.log.infof("pre-init done in %v; starting %s", time.Since(b.start).Round(10*time.Microsecond), b.kopts.init)
+	fsck := ""
+	if b.fsckTime > 0 {
+		fsck = fmt.Sprintf(" (fsck %v)", b.fsckTime.Round(10*time.Microsecond))
+	}
+	b.log.infof("pre-init done in %v%s; starting %s", time.Since(b.start).Round(10*time.Microsecond), fsck, b.kopts.init)
 	var errs []error
 	var tried []string
 	for _, p := range []string{b.kopts.init, "/sbin/init", "/etc/init", "/bin/init", "/bin/sh"} {

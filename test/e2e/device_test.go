@@ -176,18 +176,19 @@ var rcsLine = regexp.MustCompile(`e2e: rcS reached, version (\S+)\r?\n`)
 
 // bootTimes are the host times of one boot, from QEMU's start.
 type bootTimes struct {
-	kernel     time.Duration // U-Boot: "Starting kernel"; 0 otherwise
-	switchRoot time.Duration // the initramfs hands over to bascule
-	banner     time.Duration // bascule's first line
-	preInitEnd time.Duration // "pre-init done"
-	preInitOwn time.Duration // what bascule itself measured
-	fsckDone   time.Duration // bascule prints fsck's output when it ended
-	rcs        time.Duration
-	shell      time.Duration
+	kernel      time.Duration // U-Boot: "Starting kernel"; 0 otherwise
+	switchRoot  time.Duration // the initramfs hands over to bascule
+	banner      time.Duration // bascule's first line
+	preInitEnd  time.Duration // "pre-init done"
+	preInitOwn  time.Duration // what bascule itself measured
+	preInitFsck time.Duration // of it, fsck of the data partition
+	fsckDone    time.Duration // bascule prints fsck's output when it ended
+	rcs         time.Duration
+	shell       time.Duration
 }
 
 var (
-	preInitDone = regexp.MustCompile(`bascule: pre-init done in (\S+); starting \S+\r?\n`)
+	preInitDone = regexp.MustCompile(`bascule: pre-init done in (\S+)(?: \(fsck (\S+)\))?; starting \S+\r?\n`)
 	bannerLine  = regexp.MustCompile(`bascule: bascule \S+ pre-init\r?\n`)
 	switchLine  = regexp.MustCompile(`e2e-initramfs: switch_root [^\n]*\n`)
 	ubootKernel = regexp.MustCompile(`Starting kernel \.\.\.`)
@@ -231,6 +232,9 @@ func (d *device) recordBoot(v *vm, rcsEnd int) {
 	var m []string
 	if bt.preInitEnd, m = at(preInitDone); m != nil {
 		bt.preInitOwn, _ = time.ParseDuration(m[1])
+		if m[2] != "" {
+			bt.preInitFsck, _ = time.ParseDuration(m[2])
+		}
 	}
 	stats.addBoot(d.b.name, bt)
 }

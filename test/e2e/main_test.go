@@ -278,6 +278,8 @@ func (s *summary) print(w *os.File) {
 		fmt.Fprintf(w, "  power-on -> rcS (BusyBox init running): %s\n", col(func(b bootTimes) time.Duration { return b.rcs }, time.Second))
 		fmt.Fprintf(w, "  power-on -> shell answers:              %s\n", col(func(b bootTimes) time.Duration { return b.shell }, time.Second))
 		fmt.Fprintf(w, "  pre-init, as bascule reports it (main -> exec of init):   %s\n", col(func(b bootTimes) time.Duration { return b.preInitOwn }, time.Millisecond))
+		fmt.Fprintf(w, "  of it fsck of the data partition (bascule's clock):       %s\n", col(func(b bootTimes) time.Duration { return b.preInitFsck }, time.Millisecond))
+		fmt.Fprintf(w, "  pre-init without fsck (bascule's clock):                  %s\n", col(func(b bootTimes) time.Duration { return b.preInitOwn - b.preInitFsck }, time.Millisecond))
 		fmt.Fprintf(w, "  pre-init on the console (switch_root line -> done line):  %s\n", col(func(b bootTimes) time.Duration {
 			if b.switchRoot == 0 || b.preInitEnd == 0 {
 				return 0
