@@ -401,6 +401,12 @@ stage_images() {
 		# panic=1: the stand-in for the Pi's hardware watchdog.
 		printf '%s panic=1\n' "$(cat "${bdir}/cmdline.txt")" >"${dir}/rpi-firmware/cmdline.txt"
 		cp "${INITRD}" "${dir}/rpi-firmware/initrd.img"
+		# The GPU firmware that config.txt names (start_file, fixup_file).
+		# The harness plays the firmware, so they are empty, but they are
+		# there: the firmware model, like the EEPROM bootloader, only boots
+		# a partition that holds start4.elf.
+		: >"${dir}/rpi-firmware/start4.elf"
+		: >"${dir}/rpi-firmware/fixup4.dat"
 		;;
 	esac
 }
