@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +28,23 @@ const (
 
 // qemuMachine is the emulated machine; the device tree dumped for the
 // tryboot firmware must come from exactly these options.
-var qemuMachine = []string{"-M", "virt", "-cpu", "cortex-a72", "-m", "512", "-nic", "none"}
+var qemuMachine = machine()
+
+// machine is QEMU's virt board with the Pi 4's Cortex-A72 under TCG, or
+// the host's own CPU under KVM when the host is arm64 and /dev/kvm can be
+// opened (KVM cannot run an aarch64 guest on an x86-64 host).
+func machine() []string {
+	m := []string{"-M", "virt", "-cpu", "cortex-a72", "-m", "512", "-nic", "none"}
+	if runtime.GOARCH != "arm64" {
+		return m
+	}
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		return m
+	}
+	f.Close()
+	return []string{"-M", "virt", "-accel", "kvm", "-cpu", "host", "-m", "512", "-nic", "none"}
+}
 
 // manifest is build.sh's manifest.env.
 type manifest map[string]string
