@@ -10,19 +10,10 @@ import (
 	"testing"
 
 	"github.com/bascule-ota/bascule/internal/bundle"
+	"github.com/bascule-ota/bascule/internal/delta/deltatest"
 	"github.com/bascule-ota/bascule/internal/hashes"
 	"github.com/bascule-ota/bascule/internal/sign"
 )
-
-func needXdelta(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("xdelta3"); err != nil {
-		if os.Getenv("BASCULE_TEST_REQUIRE_XDELTA3") == "1" {
-			t.Fatal("xdelta3 not found and BASCULE_TEST_REQUIRE_XDELTA3=1 (apt-get install xdelta3)")
-		}
-		t.Skip("xdelta3 not found (apt-get install xdelta3); set BASCULE_TEST_REQUIRE_XDELTA3=1 to make this a failure")
-	}
-}
 
 const deltaManifest = `update-type = "full"
 
@@ -114,7 +105,7 @@ func xdeltaApply(t *testing.T, source []byte, patch string) []byte {
 }
 
 func TestDeltaRoundTrip(t *testing.T) {
-	needXdelta(t)
+	deltatest.NeedXdelta(t)
 	v1, v2 := deltaVersions()
 	old, new := buildVersion(t, t.TempDir(), v1), buildVersion(t, t.TempDir(), v2)
 	dir := t.TempDir()
@@ -207,7 +198,7 @@ func TestDeltaRoundTrip(t *testing.T) {
 }
 
 func TestDeltaSlotOptions(t *testing.T) {
-	needXdelta(t)
+	deltatest.NeedXdelta(t)
 	v1, v2 := deltaVersions()
 	old, new := buildVersion(t, t.TempDir(), v1), buildVersion(t, t.TempDir(), v2)
 	dir := t.TempDir()
@@ -246,7 +237,7 @@ func TestDeltaSlotOptions(t *testing.T) {
 }
 
 func TestDeltaWithoutXdelta(t *testing.T) {
-	needXdelta(t)
+	deltatest.NeedXdelta(t)
 	v1, v2 := deltaVersions()
 	old, new := buildVersion(t, t.TempDir(), v1), buildVersion(t, t.TempDir(), v2)
 	path := t.TempDir()

@@ -5,21 +5,12 @@ import (
 	"errors"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-func needXdelta(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("xdelta3"); err != nil {
-		if os.Getenv("BASCULE_TEST_REQUIRE_XDELTA3") == "1" {
-			t.Fatal("xdelta3 not found and BASCULE_TEST_REQUIRE_XDELTA3=1 (apt-get install xdelta3)")
-		}
-		t.Skip("xdelta3 not found (apt-get install xdelta3); set BASCULE_TEST_REQUIRE_XDELTA3=1 to make this a failure")
-	}
-}
+	"github.com/bascule-ota/bascule/internal/delta/deltatest"
+)
 
 func files(t *testing.T) (dir, old, new string, newData []byte) {
 	dir = t.TempDir()
@@ -36,7 +27,7 @@ func files(t *testing.T) (dir, old, new string, newData []byte) {
 }
 
 func TestRoundTrip(t *testing.T) {
-	needXdelta(t)
+	deltatest.NeedXdelta(t)
 	dir, old, new, want := files(t)
 	patch := filepath.Join(dir, "patch")
 	if err := Encode(old, new, patch); err != nil {
@@ -71,7 +62,7 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestBadPatch(t *testing.T) {
-	needXdelta(t)
+	deltatest.NeedXdelta(t)
 	_, old, _, _ := files(t)
 	var out bytes.Buffer
 	d, err := NewDecoder(old, &out)

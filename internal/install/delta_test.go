@@ -11,20 +11,11 @@ import (
 	"time"
 
 	"github.com/bascule-ota/bascule/internal/bundle"
+	"github.com/bascule-ota/bascule/internal/delta/deltatest"
 	"github.com/bascule-ota/bascule/internal/hashes"
 	"github.com/bascule-ota/bascule/internal/slotdb"
 	"github.com/bascule-ota/bascule/internal/system"
 )
-
-func needXdelta(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("xdelta3"); err != nil {
-		if os.Getenv("BASCULE_TEST_REQUIRE_XDELTA3") == "1" {
-			t.Fatal("xdelta3 not found and BASCULE_TEST_REQUIRE_XDELTA3=1 (apt-get install xdelta3)")
-		}
-		t.Skip("xdelta3 not found (apt-get install xdelta3); set BASCULE_TEST_REQUIRE_XDELTA3=1 to make this a failure")
-	}
-}
 
 // deltaImages are two versions of a small "root file system": v2 has a
 // few changed and moved regions.
@@ -148,7 +139,7 @@ func sha(b []byte) hashes.Digest {
 }
 
 func TestDeltaInstall(t *testing.T) {
-	needXdelta(t)
+	deltatest.NeedXdelta(t)
 	v1, v2 := deltaImages()
 	path, d := makeDeltaBundle(t, v1, v2, sha(v1))
 	if fi, _ := os.Stat(path); fi.Size() > int64(len(v2))/10 {
@@ -180,7 +171,7 @@ func TestDeltaInstall(t *testing.T) {
 }
 
 func TestDeltaWrongSource(t *testing.T) {
-	needXdelta(t)
+	deltatest.NeedXdelta(t)
 	v1, v2 := deltaImages()
 	path, d := makeDeltaBundle(t, v1, v2, sha(v1))
 	// The running slot holds something else: its recorded hash differs.
@@ -207,7 +198,7 @@ func TestDeltaWrongSource(t *testing.T) {
 // else. xdelta3 checks its windows with Adler-32 unless the patch was made
 // with -n; without that check the original hash must catch it.
 func TestDeltaSourceContentWrong(t *testing.T) {
-	needXdelta(t)
+	deltatest.NeedXdelta(t)
 	v1, v2 := deltaImages()
 	path, d := makeDeltaBundle(t, v1, v2, sha(v1), "-n")
 	changed := bytes.Clone(v1)
@@ -224,7 +215,7 @@ func TestDeltaSourceContentWrong(t *testing.T) {
 }
 
 func TestDeltaCorruptPatch(t *testing.T) {
-	needXdelta(t)
+	deltatest.NeedXdelta(t)
 	v1, v2 := deltaImages()
 	path, _ := makeDeltaBundle(t, v1, v2, sha(v1))
 	b, _ := os.ReadFile(path)
@@ -242,7 +233,7 @@ func TestDeltaCorruptPatch(t *testing.T) {
 }
 
 func TestDeltaWithoutXdelta(t *testing.T) {
-	needXdelta(t)
+	deltatest.NeedXdelta(t)
 	v1, v2 := deltaImages()
 	path, d := makeDeltaBundle(t, v1, v2, sha(v1))
 	t.Setenv("PATH", t.TempDir())
@@ -258,7 +249,7 @@ func TestDeltaWithoutXdelta(t *testing.T) {
 }
 
 func TestDeltaRefusedWithoutSourceLookup(t *testing.T) {
-	needXdelta(t)
+	deltatest.NeedXdelta(t)
 	v1, v2 := deltaImages()
 	path, d := makeDeltaBundle(t, v1, v2, sha(v1))
 	dv := newDeltaDevice(t, v1, v1)
