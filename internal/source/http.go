@@ -41,7 +41,9 @@ type HTTPOptions struct {
 	// stream.
 	DisableRanges bool
 	// MinGap: planned skips shorter than this are downloaded and thrown
-	// away rather than splitting a request (default 64 KiB).
+	// away rather than splitting a request (default 16 KiB: about what a
+	// request costs in headers and a round trip on a slow link, while
+	// bytes on metered links are what delta updates are for).
 	MinGap int64
 	// ExpectSkips says that plans with skips will come (the device has
 	// block indices): until the first plan, requests start small (MinGap)
@@ -74,7 +76,7 @@ func (o *HTTPOptions) defaults() {
 		o.MaxBackoff = o.InitialBackoff
 	}
 	if o.MinGap <= 0 {
-		o.MinGap = 64 << 10
+		o.MinGap = 16 << 10
 	}
 	if o.UserAgent == "" {
 		o.UserAgent = "bascule"
