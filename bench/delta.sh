@@ -37,6 +37,7 @@
 #
 #   bench/delta.sh                  # everything; work files in bench/_work/delta
 #   STEPS="bundles measure" bench/delta.sh   # skip downloading/unpacking
+#   XZ_COMMAND=xz bench/delta.sh    # bundles with `bascule-bundler --xz-command xz`
 #
 # Needs: apt-get with the arm64 architecture added (dpkg --add-architecture
 # arm64; apt-get update), dpkg, e2fsprogs, xdelta3, casync, nginx, curl, Go;
@@ -194,10 +195,10 @@ hash-algorithm = "sha512-256"
 deduplicate = true
 compression = { type = "xz", level = 6 }
 EOF
-		"$B" bundle "$d" "$work/$v.rugixb" >/dev/null 2>&1
+		"$B" bundle ${XZ_COMMAND:+--xz-command "$XZ_COMMAND"} "$d" "$work/$v.rugixb" >/dev/null 2>&1
 	done
 	rm -f "$work/delta.rugixb"
-	"$B" delta "$work/v1.rugixb" "$work/v2.rugixb" "$work/delta.rugixb" >/dev/null 2>&1
+	"$B" delta ${XZ_COMMAND:+--xz-command "$XZ_COMMAND"} "$work/v1.rugixb" "$work/v2.rugixb" "$work/delta.rugixb" >/dev/null 2>&1
 	# The patch restores v2 exactly (the real xdelta3, as a device runs it).
 	"$B" extract "$work/delta.rugixb" 0 "$work/delta.patch" 2>/dev/null
 	xdelta3 -d -c -s "$work/v1.img" <"$work/delta.patch" | cmp - "$work/v2.img"

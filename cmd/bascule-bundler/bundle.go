@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 
@@ -19,6 +20,7 @@ import (
 func cmdBundle(args []string) error {
 	fs := flag.NewFlagSet("bundle", flag.ContinueOnError)
 	asJSON := fs.Bool("json", false, "print the result as JSON")
+	xzCommand := xzFlag(fs)
 	pos, err := tool.Parse("bundle", fs, args, 2, 2)
 	if err != nil {
 		return err
@@ -31,7 +33,11 @@ func cmdBundle(args []string) error {
 		fmt.Fprintf(os.Stderr, "bascule-bundler: warning: %s\n", w)
 	}
 	bar := progress.New("bundle", bundle.InputSize(pos[0], m))
-	d, err := bundle.BuildManifest(pos[0], m, pos[1], bundle.BuildOptions{Progress: bar.Add})
+	xz, err := lookXZ(*xzCommand)
+	if err != nil {
+		return err
+	}
+	d, err := bundle.BuildManifest(pos[0], m, pos[1], bundle.BuildOptions{Progress: bar.Add, XZCommand: xz})
 	bar.Done()
 	if err != nil {
 		return fmt.Errorf("bundle %s: %w", pos[0], err)
@@ -416,4 +422,22 @@ func cmdPrintStructure(args []string) error {
 	w := bufio.NewWriter(os.Stdout)
 	defer w.Flush()
 	return stlv.Print(w, stlv.NewReader(f), bundle.TagName)
+}
+
+// xzFlag adds --xz-command: xz blocks made by XZ Utils' xz (liblzma) rather
+// than the built-in encoder.
+func xzFlag(fs *flag.FlagSet) *string {
+	return fs.String("xz-command", "", "make xz blocks with this xz program (XZ Utils, e.g. \"xz\"): about 9% smaller, the bytes rugix-bundler writes; default: the built-in encoder")
+}
+
+// lookXZ resolves --xz-command; "" stays "" (the built-in encoder).
+func lookXZ(name string) (string, error) {
+	if name == "" {
+		return "", nil
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("--xz-command: %w", err)
+	}
+	return p, nil
 }

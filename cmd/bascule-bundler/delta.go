@@ -31,9 +31,14 @@ func cmdDelta(args []string) error {
 	var slots multiFlag
 	fs.Var(&slots, "slot", "patch NEW's payload for this `slot` against OLD's for the same slot, or new:old against OLD's slot old (repeatable; default system and boot:system)")
 	noCompress := fs.Bool("without-compression", false, "do not compress the patch blocks")
+	xzCommand := xzFlag(fs)
 	pos, err := tool.Parse("delta", fs, args, 3, 3)
 	if err != nil {
 		return err
+	}
+	xz, err := lookXZ(*xzCommand)
+	if err != nil {
+		return fmt.Errorf("delta: %w", err)
 	}
 	oldPath, newPath, out := pos[0], pos[1], pos[2]
 	if fi, err := os.Stat(out); err == nil && !fi.Mode().IsRegular() {
@@ -216,7 +221,7 @@ func cmdDelta(args []string) error {
 		return fmt.Errorf("delta: %w", err)
 	}
 	bar := progress.New("bundle", bundle.InputSize(dir, pm))
-	d, err := bundle.BuildManifest(dir, pm, out, bundle.BuildOptions{Progress: bar.Add})
+	d, err := bundle.BuildManifest(dir, pm, out, bundle.BuildOptions{Progress: bar.Add, XZCommand: xz})
 	bar.Done()
 	if err != nil {
 		return fmt.Errorf("delta: %w", err)

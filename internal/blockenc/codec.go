@@ -12,6 +12,8 @@ import (
 	"hash/crc32"
 	"hash/crc64"
 	"io"
+	"os/exec"
+	"strconv"
 	"sync"
 
 	"crypto/sha256"
@@ -32,6 +34,26 @@ func Compress(kind string, level int, data []byte) ([]byte, error) {
 		return zstdEncoder(level).EncodeAll(data, make([]byte, 0, len(data)/2+64)), nil
 	}
 	return nil, fmt.Errorf("unknown compression %q", kind)
+}
+
+// compressXZCommand runs an xz program (XZ Utils) on one block: preset
+// level, CRC64 check, single-threaded (-T1: one block, as liblzma's easy
+// encoder writes it). The output must be one .xz stream; it is checked for
+// the magic here and fully by every decoder.
+func compressXZCommand(command string, level int, data []byte) ([]byte, error) {
+	cmd := exec.Command(command, "-"+strconv.Itoa(level), "--format=xz", "--check=crc64", "-T1", "-c", "-q")
+	cmd.Stdin = bytes.NewReader(data)
+	var out, stderr bytes.Buffer
+	out.Grow(len(data)/2 + 64)
+	cmd.Stdout = &out
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("%s -%d: %w: %s", command, level, err, bytes.TrimSpace(stderr.Bytes()))
+	}
+	if !bytes.HasPrefix(out.Bytes(), []byte("\xfd7zXZ\x00")) {
+		return nil, fmt.Errorf("%s -%d: output is not an .xz stream", command, level)
+	}
+	return out.Bytes(), nil
 }
 
 // xzDict are liblzma's dictionary sizes for presets 0-9.

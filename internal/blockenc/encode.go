@@ -19,7 +19,12 @@ type Options struct {
 	Dedup       bool
 	Compression string // "", "xz" or "zstd"
 	Level       int
-	Workers     int // 0 means one per CPU
+	// XZCommand, if set, is an xz program (XZ Utils) that makes the xz
+	// streams instead of the built-in encoder: liblzma packs about 9%
+	// better, and its streams are the bytes rugix-bundler (liblzma's easy
+	// encoder) and casync write. The device side is the same either way.
+	XZCommand string
+	Workers   int // 0 means one per CPU
 	// FileHash, if set, is fed the whole input in order (the payload's file
 	// hash uses the bundle's algorithm, which may differ from HashAlg).
 	FileHash hash.Hash
@@ -50,22 +55,22 @@ func (r *Result) EncodeTable(o Options) (blockHashes, blockSizes []byte, err err
 	blockHashes = r.Hashes
 	if o.Compression != "" {
 		level := o.Level
-		if blockHashes, err = compressTable(o.Compression, level, r.Hashes); err != nil {
+		if blockHashes, err = o.compress(level, r.Hashes); err != nil {
 			return nil, nil, err
 		}
-		if sizes, err = compressTable(o.Compression, level, sizes); err != nil {
+		if sizes, err = o.compress(level, sizes); err != nil {
 			return nil, nil, err
 		}
 	}
 	return blockHashes, sizes, nil
 }
 
-func compressTable(kind string, level int, b []byte) ([]byte, error) {
-	if kind == "xz" {
-		// The table is one stream; keep the preset's dictionary cap logic.
-		return compressXZ(level, b)
+// compress compresses one block or table as o says.
+func (o *Options) compress(level int, b []byte) ([]byte, error) {
+	if o.Compression == "xz" && o.XZCommand != "" {
+		return compressXZCommand(o.XZCommand, level, b)
 	}
-	return Compress(kind, level, b)
+	return Compress(o.Compression, level, b)
 }
 
 type encJob struct {
@@ -145,7 +150,7 @@ func Encode(r io.Reader, o Options, w io.Writer) (*Result, error) {
 					claimMu.Unlock()
 				}
 				if o.Compression != "" && !j.dup {
-					j.out, j.err = Compress(o.Compression, o.Level, j.data)
+					j.out, j.err = o.compress(o.Level, j.data)
 				}
 				close(j.done)
 			}
@@ -175,7 +180,7 @@ func Encode(r io.Reader, o Options, w io.Writer) (*Result, error) {
 				if o.Compression != "" {
 					out = j.out
 					if out == nil { // cannot happen (see claims), but stay correct
-						out, werr = Compress(o.Compression, o.Level, j.data)
+						out, werr = o.compress(o.Level, j.data)
 					}
 				}
 				if werr == nil {

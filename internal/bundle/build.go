@@ -17,6 +17,8 @@ type BuildOptions struct {
 	Workers  int
 	Progress func(n int64) // input bytes processed
 	Warn     func(msg string)
+	// XZCommand: see blockenc.Options.
+	XZCommand string
 }
 
 type preparedPayload struct {
@@ -95,7 +97,7 @@ func BuildManifest(dir string, m *ParsedManifest, out string, o BuildOptions) (d
 			temps = append(temps, tmp.Name())
 			bw := bufio.NewWriterSize(tmp, 1<<20)
 			eo := blockenc.Options{Chunker: b.Chunker, HashAlg: b.HashAlg, Dedup: b.Dedup, Compression: b.Compression,
-				Level: b.Level, Workers: o.Workers, FileHash: fileHash, Progress: o.Progress}
+				Level: b.Level, Workers: o.Workers, FileHash: fileHash, Progress: o.Progress, XZCommand: o.XZCommand}
 			res, err := blockenc.Encode(bufio.NewReaderSize(in, 1<<20), eo, bw)
 			in.Close()
 			if err == nil {
