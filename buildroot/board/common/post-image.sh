@@ -42,6 +42,9 @@
 #   BASCULE_ROOT_CERT  root certificates (space-separated) the signed bundle
 #                      must verify against
 #   BASCULE_NO_BUNDLE  non-empty: make sdcard.img only
+#   BASCULE_XZ_COMMAND an xz program (e.g. xz) that makes the bundle's xz
+#                      blocks: ~9% smaller, slower to bundle (see
+#                      bascule-bundler bundle --xz-command)
 
 set -euo pipefail
 
@@ -182,7 +185,7 @@ ln -s "$(realpath "${IMAGES_DIR}/rootfs.ext4")" "${BUNDLE_DIR}/payloads/rootfs.e
 
 BUNDLE="${IMAGES_DIR}/update.rugixb"
 rm -f "${BUNDLE}" "${BUNDLE}.hash"
-"${bundler}" bundle "${BUNDLE_DIR}" "${BUNDLE}" >/dev/null
+"${bundler}" bundle ${BASCULE_XZ_COMMAND:+--xz-command "${BASCULE_XZ_COMMAND}"} "${BUNDLE_DIR}" "${BUNDLE}" >/dev/null
 "${bundler}" hash "${BUNDLE}" >"${BUNDLE}.hash"
 
 cert="${BASCULE_SIGNING_CERT:-}"
