@@ -5,9 +5,19 @@
 // Write follows the usual recipe: write <path>.new, fsync it, rename it
 // over <path>, fsync the directory. Readers only ever open <path>; a stale
 // <path>.new left by a cut before the rename is ignored by them and
-// truncated by the next Write. On FAT (the Raspberry Pi config partition)
-// rename is not strictly atomic: FAT has no journal and a long file name
-// spans several directory entries. That risk is accepted, as Rugix does.
+// truncated by the next Write.
+//
+// On FAT (the Raspberry Pi config partition) that recipe is not safe: FAT
+// has no journal, and a rename that replaces a file frees the old file's
+// cluster in the allocation table while another sector holds the directory
+// entry. The emulated device's power cuts caught the result: the table
+// update reached the disk, the directory entry did not, the next new file
+// was given the "free" cluster, and the old file then read the new file's
+// bytes. For the bootloader's state files, which keep one size, Overwrite
+// writes the new bytes over the old in place instead: no cluster is
+// allocated or freed, and a file of at most one sector changes in one
+// sector write, which SD cards, eMMC and virtio disks do whole or not at
+// all. That is also how Rugix and U-Boot write these files.
 package atomicfile
 
 import (
@@ -107,6 +117,43 @@ func Write(path string, data []byte, perm os.FileMode) error {
 		return err
 	}
 	if crashed(path, StepDirsync) {
+		return ErrCrashed
+	}
+	return nil
+}
+
+// SectorSize is the largest file Overwrite changes in place: one sector.
+const SectorSize = 512
+
+// Overwrite replaces a small file whose size does not change by writing the
+// new bytes over the old ones in place and fsyncing it (see the package
+// comment for why). A file that does not exist yet, has another size or is
+// larger than a sector is replaced by Write.
+func Overwrite(path string, data []byte, perm os.FileMode) error {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != int64(len(data)) || len(data) > SectorSize || len(data) == 0 {
+		return Write(path, data, perm)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", path, err)
+	}
+	if _, err := f.WriteAt(data, 0); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if crashed(path, StepWrite) {
+		f.Close()
+		return ErrCrashed
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("fsync %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", path, err)
+	}
+	if crashed(path, StepFsync) {
 		return ErrCrashed
 	}
 	return nil

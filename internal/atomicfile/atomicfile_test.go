@@ -3,9 +3,11 @@ package atomicfile
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 )
 
@@ -113,5 +115,63 @@ func TestCrashHookRestore(t *testing.T) {
 	restore()
 	if err := Write(path, []byte("z"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Overwrite changes a file of the same size in place (the same inode: on
+// FAT the same cluster) and falls back to Write when the size changes or
+// the file is new.
+func TestOverwrite(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "autoboot.txt")
+	ino := func() uint64 {
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	if err := Overwrite(path, []byte("boot_partition=2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	first := ino()
+	var steps []string
+	restore := SetCrashHook(func(_, step string) bool { steps = append(steps, step); return false })
+	if err := Overwrite(path, []byte("boot_partition=3"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	restore()
+	if b, _ := os.ReadFile(path); string(b) != "boot_partition=3" {
+		t.Fatalf("content %q", b)
+	}
+	if ino() != first {
+		t.Fatal("same size: the file was replaced, not overwritten in place")
+	}
+	if fmt.Sprint(steps) != "[write fsync]" {
+		t.Fatalf("steps %v", steps)
+	}
+	if _, err := os.Stat(TempName(path)); !os.IsNotExist(err) {
+		t.Fatalf("temporary file: %v", err)
+	}
+	// Another size: replaced by Write.
+	if err := Overwrite(path, []byte("boot_partition=3\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "boot_partition=3\n" {
+		t.Fatalf("content %q", b)
+	}
+	if ino() == first {
+		t.Fatal("new size: written in place")
+	}
+	// A simulated cut after the in-place write leaves old or new bytes,
+	// never a mix (a one-sector write).
+	restore = SetCrashHook(func(_, step string) bool { return step == StepWrite })
+	err := Overwrite(path, []byte("boot_partition=2\n"), 0o644)
+	restore()
+	if err != ErrCrashed {
+		t.Fatalf("crash hook: %v", err)
+	}
+	if b, _ := os.ReadFile(path); string(b) != "boot_partition=2\n" && string(b) != "boot_partition=3\n" {
+		t.Fatalf("after the cut: %q", b)
 	}
 }

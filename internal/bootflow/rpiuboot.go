@@ -28,9 +28,8 @@ func (f *rpiUboot) Default() (string, error) {
 	return f.group(part)
 }
 
-// SetTryNext writes boot_spare.env. Rugix writes it in place because a
-// torn file only means the default boots; Bascule uses atomicfile anyway,
-// which costs nothing and keeps the file whole on FAT.
+// SetTryNext writes boot_spare.env, in place like every state file on the
+// FAT config partition (atomicfile.Overwrite).
 func (f *rpiUboot) SetTryNext(group string) error {
 	if _, err := f.part(group); err != nil {
 		return err
@@ -65,7 +64,7 @@ func (f *rpiUboot) writeEnvFile(name string, v envVars) error {
 	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, data) {
 		return nil
 	}
-	return f.writable(func() error { return atomicfile.Write(path, data, 0o644) })
+	return f.writable(func() error { return atomicfile.Overwrite(path, data, 0o644) })
 }
 
 func (f *rpiUboot) PostInstall(group string) error { return rpiPostInstall(f.abEnv, group) }

@@ -114,7 +114,7 @@ func (f *tryboot) Commit(active string) error {
 	if cur, err := os.ReadFile(path); err == nil && bytes.Equal(cur, want) {
 		return nil
 	}
-	return f.writable(func() error { return atomicfile.Write(path, want, 0o644) })
+	return f.writable(func() error { return atomicfile.Overwrite(path, want, 0o644) })
 }
 
 func (f *tryboot) PostInstall(group string) error { return rpiPostInstall(f.abEnv, group) }

@@ -286,7 +286,9 @@ func TestTrybootCommitCut(t *testing.T) {
 				t.Fatalf("cut at step %d: left read-write", step)
 			}
 		})
-	if steps != 5 {
+	// Rugix's autoboot.txt and Bascule's have the same size: the commit
+	// writes it in place (write, fsync), allocating nothing on FAT.
+	if steps != 2 {
 		t.Errorf("commit took %d steps", steps)
 	}
 	mustDefault(t, f, "b")
