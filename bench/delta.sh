@@ -252,6 +252,8 @@ nginx_stop() {
 trap nginx_stop EXIT
 # logged_bytes PATTERN: body bytes of the logged requests whose URI matches.
 logged_bytes() { awk -v re="$1" '$2 ~ re {s += $4} END {printf "%d\n", s}' "$work/nginx/logs/access.log"; }
+# The same with the response headers ($bytes_sent): what the link carries.
+logged_wire() { awk -v re="$1" '$2 ~ re {s += $5} END {printf "%d\n", s}' "$work/nginx/logs/access.log"; }
 
 if step measure; then
 	nginx_start
@@ -261,6 +263,7 @@ if step measure; then
 		"http://127.0.0.1:$PORT/v2.caibx" "$work/casync-out.img" 2>/dev/null
 	cmp "$work/casync-out.img" "$work/v2.img"
 	casync_http=$(logged_bytes '')
+	casync_wire=$(logged_wire '')
 	casync_reqs=$(wc -l <"$work/nginx/logs/access.log")
 	# Chunks of v2 that the v1 image cannot provide, and their stored size.
 	casync_needed=$(comm -23 <(cd "$work/castr" && find . -name '*.cacnk' -printf '%f\n' | sort) \
@@ -291,6 +294,7 @@ if step measure; then
 		: >"$work/nginx/logs/access.log"
 		"$here/delta-install.sh" "$work" "http://127.0.0.1:$PORT"
 		cli_v2=$(logged_bytes 'v2.rugixb') cli_delta=$(logged_bytes 'delta.rugixb')
+		cli_v2_wire=$(logged_wire 'v2.rugixb')
 		reqs[cli_v2]=$(grep -c 'v2.rugixb' "$work/nginx/logs/access.log")
 		reqs[cli_delta]=$(grep -c 'delta.rugixb' "$work/nginx/logs/access.log")
 	fi
@@ -317,6 +321,8 @@ if step measure; then
 		[ -n "$adaptive_http" ] && row "adaptive delta, httpinstall (nginx body bytes, ${reqs[v2]} requests)" "$adaptive_http"
 		row "casync extract --seed=v1 (nginx body bytes, $casync_reqs requests)" "$casync_http"
 		row "casync: v2 chunks not in the v1 store + caibx" "$casync_needed"
+		[ -n "$cli_v2" ] && row "adaptive delta, \`bascule update install http://\`, with response headers (nginx \$bytes_sent)" "$cli_v2_wire"
+		row "casync extract --seed=v1, with response headers (nginx \$bytes_sent)" "$casync_wire"
 		row "xdelta3 -e (default, as Rugix)" "$xdd"
 		row "xdelta3 -e -9 -B <image size>" "$xdb"
 	} | tee "$work/results.md"
