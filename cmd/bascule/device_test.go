@@ -75,31 +75,73 @@ func TestVersion(t *testing.T) {
 }
 
 func TestDevice(t *testing.T) {
-	if os.Getenv("BASCULE_DEVICE_CHILD") == "" {
-		if os.Getuid() != 0 {
-			t.Skip("needs root for loop devices and mounts")
-		}
-		for _, tool := range []string{"unshare", "losetup", "sfdisk", "mkfs.ext4", "partx"} {
-			if _, err := exec.LookPath(tool); err != nil {
-				t.Skipf("needs %s", tool)
-			}
-		}
-		exe, _ := os.Executable()
-		args := []string{"--mount", "--propagation", "private"}
-		if w := os.Getenv("BASCULE_TEST_EXEC_WRAPPER"); w != "" {
-			args = append(args, w)
-		}
-		args = append(args, exe, "-test.run=^TestDevice$", "-test.v")
-		cmd := exec.Command("unshare", args...)
-		cmd.Env = append(os.Environ(), "BASCULE_DEVICE_CHILD=1")
-		out, err := cmd.CombinedOutput()
-		t.Logf("%s", out)
-		if err != nil {
-			t.Fatalf("device test in a private mount namespace: %v", err)
-		}
-		return
+	if inMountNamespace(t) {
+		deviceTest(t)
 	}
-	deviceTest(t)
+}
+
+// inMountNamespace reports whether the test's body is to run now. Outside
+// the namespace it checks what the device tests need (root, the tools, and
+// whatever checks add), re-executes the test binary for this test alone in
+// a private mount namespace, reports its output and returns false; in that
+// child it returns true.
+func inMountNamespace(t *testing.T, checks ...func()) bool {
+	if os.Getenv("BASCULE_DEVICE_CHILD") != "" {
+		return true
+	}
+	if os.Getuid() != 0 {
+		t.Skip("needs root for loop devices and mounts")
+	}
+	for _, tool := range []string{"unshare", "losetup", "sfdisk", "mkfs.ext4", "partx"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("needs %s", tool)
+		}
+	}
+	for _, check := range checks {
+		check()
+	}
+	exe, _ := os.Executable()
+	args := []string{"--mount", "--propagation", "private"}
+	if w := os.Getenv("BASCULE_TEST_EXEC_WRAPPER"); w != "" {
+		args = append(args, w)
+	}
+	args = append(args, exe, "-test.run=^"+t.Name()+"$", "-test.v")
+	cmd := exec.Command("unshare", args...)
+	cmd.Env = append(os.Environ(), "BASCULE_DEVICE_CHILD=1")
+	out, err := cmd.CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatalf("device test in a private mount namespace: %v", err)
+	}
+	return false
+}
+
+// loopDisk makes an image file of size partitioned by the sfdisk script
+// layout, attaches it with its partitions and returns the loop device and
+// the device of its partition n. Cleanup unmounts what the device tests mount (partitions in
+// use cannot be deleted) and detaches the disk.
+func loopDisk(t *testing.T, work, size, layout string) (loop string, p func(n int) string) {
+	img := filepath.Join(work, "disk.img")
+	sh(t, fmt.Sprintf("truncate -s %s %s\nsfdisk -q %s <<EOF\n%sEOF", size, img, img, layout))
+	loop = sh(t, "losetup -f --show "+img)
+	t.Cleanup(func() {
+		for _, m := range []string{"/run/rugix/mounts/config", "/run/rugix/mounts/system", "/run/rugix/mounts/data", "/run", "/etc"} {
+			unix.Unmount(m, unix.MNT_DETACH)
+		}
+		exec.Command("partx", "-d", loop).Run()
+		exec.Command("losetup", "-d", loop).Run()
+	})
+	sh(t, "partx -a "+loop)
+	return loop, func(n int) string { return fmt.Sprintf("%sp%d", loop, n) }
+}
+
+// mountRun puts a tmpfs on /run with pre-init's mount points, as pre-init
+// leaves it.
+func mountRun(t *testing.T) {
+	must(t, unix.Mount("tmpfs", "/run", "tmpfs", 0, "mode=755"))
+	for _, d := range []string{"/run/rugix/mounts/system", "/run/rugix/mounts/config", "/run/rugix/mounts/data"} {
+		must(t, os.MkdirAll(d, 0o755))
+	}
 }
 
 var autobootA = "[all]\ntryboot_a_b=1\nboot_partition=2\n[tryboot]\nboot_partition=3"
@@ -107,14 +149,11 @@ var autobootB = "[all]\ntryboot_a_b=1\nboot_partition=3\n[tryboot]\nboot_partiti
 
 func deviceTest(t *testing.T) {
 	work := t.TempDir()
-	img := filepath.Join(work, "disk.img")
 	// The default MBR layout of the reference: config, boot-a, boot-b,
 	// extended, system-a, system-b, data. The config partition is ext4
 	// here because the test kernel has no vfat (file-level behaviour is the
 	// same); the emulated device uses FAT.
-	sh(t, fmt.Sprintf(`truncate -s 400M %s
-sfdisk -q %s <<EOF
-label: dos
+	loop, p := loopDisk(t, work, "400M", `label: dos
 label-id: 0x1a2b3c4d
 size=16MiB, type=c
 size=16MiB, type=c
@@ -123,26 +162,12 @@ type=5
 size=96MiB, type=83
 size=96MiB, type=83
 type=83
-EOF`, img, img))
-	loop := sh(t, "losetup -f --show "+img)
-	t.Cleanup(func() {
-		// Partitions in use cannot be deleted: unmount first.
-		for _, m := range []string{"/run/rugix/mounts/config", "/run/rugix/mounts/system", "/run/rugix/mounts/data", "/run"} {
-			unix.Unmount(m, unix.MNT_DETACH)
-		}
-		exec.Command("partx", "-d", loop).Run()
-		exec.Command("losetup", "-d", loop).Run()
-	})
-	sh(t, "partx -a "+loop)
-	p := func(n int) string { return fmt.Sprintf("%sp%d", loop, n) }
+`)
 	for _, n := range []int{1, 2, 3, 5, 6, 7} {
 		sh(t, "mkfs.ext4 -q -F "+p(n))
 	}
 	// Pre-init's view: /run is a tmpfs, the system is mounted read-only.
-	must(t, unix.Mount("tmpfs", "/run", "tmpfs", 0, "mode=755"))
-	for _, d := range []string{"/run/rugix/mounts/system", "/run/rugix/mounts/config", "/run/rugix/mounts/data"} {
-		must(t, os.MkdirAll(d, 0o755))
-	}
+	mountRun(t)
 	cfg := filepath.Join(work, "cfg")
 	os.MkdirAll(cfg, 0o755)
 	must(t, unix.Mount(p(1), cfg, "ext4", 0, ""))

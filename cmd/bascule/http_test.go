@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,40 +24,14 @@ import (
 // The same recipe serves benchmarks that install into file slots: see
 // docs/network.md.
 func TestDeviceHTTP(t *testing.T) {
-	if os.Getenv("BASCULE_DEVICE_CHILD") == "" {
-		if os.Getuid() != 0 {
-			t.Skip("needs root for loop devices and mounts")
-		}
-		for _, tool := range []string{"unshare", "losetup", "sfdisk", "mkfs.ext4", "partx"} {
-			if _, err := exec.LookPath(tool); err != nil {
-				t.Skipf("needs %s", tool)
-			}
-		}
-		testserver.FindNginx(t)
-		exe, _ := os.Executable()
-		args := []string{"--mount", "--propagation", "private"}
-		if w := os.Getenv("BASCULE_TEST_EXEC_WRAPPER"); w != "" {
-			args = append(args, w)
-		}
-		args = append(args, exe, "-test.run=^TestDeviceHTTP$", "-test.v")
-		cmd := exec.Command("unshare", args...)
-		cmd.Env = append(os.Environ(), "BASCULE_DEVICE_CHILD=1")
-		out, err := cmd.CombinedOutput()
-		t.Logf("%s", out)
-		if err != nil {
-			t.Fatalf("device test in a private mount namespace: %v", err)
-		}
-		return
+	if inMountNamespace(t, func() { testserver.FindNginx(t) }) {
+		deviceHTTPTest(t)
 	}
-	deviceHTTPTest(t)
 }
 
 func deviceHTTPTest(t *testing.T) {
 	work := t.TempDir()
-	img := filepath.Join(work, "disk.img")
-	sh(t, fmt.Sprintf(`truncate -s 160M %s
-sfdisk -q %s <<EOF
-label: dos
+	_, p := loopDisk(t, work, "160M", `label: dos
 size=8MiB, type=c
 size=8MiB, type=c
 size=8MiB, type=c
@@ -66,24 +39,11 @@ type=5
 size=48MiB, type=83
 size=8MiB, type=83
 type=83
-EOF`, img, img))
-	loop := sh(t, "losetup -f --show "+img)
-	t.Cleanup(func() {
-		for _, m := range []string{"/run/rugix/mounts/config", "/run/rugix/mounts/system", "/run/rugix/mounts/data", "/run", "/etc"} {
-			unix.Unmount(m, unix.MNT_DETACH)
-		}
-		exec.Command("partx", "-d", loop).Run()
-		exec.Command("losetup", "-d", loop).Run()
-	})
-	sh(t, "partx -a "+loop)
-	p := func(n int) string { return fmt.Sprintf("%sp%d", loop, n) }
+`)
 	for _, n := range []int{1, 5, 7} {
 		sh(t, "mkfs.ext4 -q -F "+p(n))
 	}
-	must(t, unix.Mount("tmpfs", "/run", "tmpfs", 0, "mode=755"))
-	for _, d := range []string{"/run/rugix/mounts/system", "/run/rugix/mounts/config", "/run/rugix/mounts/data"} {
-		must(t, os.MkdirAll(d, 0o755))
-	}
+	mountRun(t)
 	must(t, unix.Mount(p(1), "/run/rugix/mounts/config", "ext4", unix.MS_RDONLY, ""))
 	must(t, unix.Mount(p(5), "/run/rugix/mounts/system", "ext4", unix.MS_RDONLY, ""))
 	must(t, unix.Mount(p(7), "/run/rugix/mounts/data", "ext4", 0, ""))
