@@ -18,6 +18,26 @@ type mbrEntry struct {
 	count uint32 // sectors
 }
 
+// ebrEntries returns an EBR's logical partition entry (the first used
+// entry of a data type) and its link to the next EBR (the first extended
+// entry); either may be nil.
+func ebrEntries(sector []byte) (data, link *mbrEntry) {
+	es := mbrEntries(sector)
+	for i := range es {
+		e := &es[i]
+		switch {
+		case e.count == 0:
+		case isExtendedType(e.typ):
+			if link == nil {
+				link = e
+			}
+		case data == nil:
+			data = e
+		}
+	}
+	return data, link
+}
+
 func mbrEntries(sector []byte) [4]mbrEntry {
 	var es [4]mbrEntry
 	for i := range es {
@@ -124,20 +144,7 @@ func (t *Table) readEBRChain(r io.ReaderAt, ext mbrEntry, next int, sectors uint
 			}
 			return 0, fmt.Errorf("EBR at sector %d: signature 0x55aa missing", ebr)
 		}
-		var data, link *mbrEntry
-		es := mbrEntries(buf)
-		for i := range es {
-			e := &es[i]
-			switch {
-			case e.count == 0:
-			case isExtendedType(e.typ):
-				if link == nil {
-					link = e
-				}
-			case data == nil:
-				data = e
-			}
-		}
+		data, link := ebrEntries(buf)
 		if data != nil {
 			start := ebr + uint64(data.start)
 			if data.start == 0 || start+uint64(data.count) > extEnd {

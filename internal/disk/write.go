@@ -336,20 +336,7 @@ func readEBRSectors(r io.ReaderAt, t *Table) ([]ebrPos, error) {
 		if buf[510] != 0x55 || buf[511] != 0xaa {
 			return out, nil
 		}
-		var data, link *mbrEntry
-		es := mbrEntries(buf)
-		for i := range es {
-			e := &es[i]
-			switch {
-			case e.count == 0:
-			case isExtendedType(e.typ):
-				if link == nil {
-					link = e
-				}
-			case data == nil:
-				data = e
-			}
-		}
+		data, link := ebrEntries(buf)
 		if data != nil {
 			out = append(out, ebrPos{next, ebr})
 			next++
