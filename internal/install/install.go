@@ -149,6 +149,7 @@ func Run(src io.Reader, o Options) (*Report, error) {
 			n, err = decodePayload(p, t, local, &res, o)
 			if local != nil {
 				rep.LocalMismatches += local.Mismatches
+				local.Close() // the deferred Close covers the early returns
 			}
 		}
 		if err != nil {

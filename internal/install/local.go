@@ -128,4 +128,5 @@ func (l *LocalBlocks) Close() {
 	for _, f := range l.files {
 		f.Close()
 	}
+	l.files = nil
 }

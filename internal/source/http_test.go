@@ -141,9 +141,9 @@ func TestHTTPPlannedRanges(t *testing.T) {
 			t.Fatalf("request %q", l)
 		}
 	}
-	// A block announced as skipped but needed after all is fetched alone.
 }
 
+// A block announced as skipped but needed after all is fetched alone.
 func TestHTTPNeedAfterPlan(t *testing.T) {
 	root := t.TempDir()
 	data := randomFile(t, root, "b.rugixb", 1<<20, 3)
